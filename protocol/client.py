@@ -1,0 +1,190 @@
+"""A sans-I/O client for one document: what to send, and what the replies mean.
+
+The client keeps the text at the last acknowledged version and the list of
+operations sent but not yet acknowledged. Every operation bumps the
+server's version by exactly one, so after a reconnect the ``welcome``
+version says how many of the in-flight operations were applied; the rest
+are sent again with unchanged bases and are therefore applied exactly once
+(a base the server has moved past gets ``version_mismatch``, never a
+duplicate). Anything unexpected ends in a ``replace`` with the local text,
+which wins: nothing the user typed is lost.
+
+I/O lives elsewhere (``server.wsclient`` for asyncio); this module only
+turns events into messages.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import deque
+from dataclasses import dataclass
+
+from protocol.edits import apply_changes
+from protocol.errors import UsageError
+from protocol.messages import (
+    Ack,
+    Change,
+    ClientMessage,
+    Edit,
+    Error,
+    Hello,
+    Hints,
+    Lang,
+    Replace,
+    Resume,
+    Scores,
+    SentenceHints,
+    ServerMessage,
+    Welcome,
+)
+from protocol.positions import Encoding, PositionIndex
+
+__all__ = ["DocumentClient", "Pending"]
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """An operation sent and not yet acknowledged."""
+
+    message: Edit | Replace
+    text_after: str  # the local text once it is applied
+
+
+class DocumentClient:
+    """Client-side state of one student document."""
+
+    def __init__(
+        self,
+        token: str,
+        doc: str,
+        *,
+        lang: Lang = "auto",
+        encoding: Encoding = "utf-32",
+    ) -> None:
+        self.token = token
+        self.doc = doc
+        self.lang: Lang = lang
+        self.encoding: Encoding = encoding
+        self.session: str | None = None
+        self.version: int | None = None  # last version the server acknowledged
+        self.confirmed_text = ""  # the text at self.version
+        self.text = ""  # the local text (what the user sees)
+        self.pending: deque[Pending] = deque()
+        self.hints: dict[str, SentenceHints] = {}
+        self.hints_version = -1
+        self.scores: Scores | None = None
+        self.resyncs = 0
+        self._ids = itertools.count(1)
+        self._stale_ids: set[str | int] = set()
+
+    # ------------------------------------------------------------ outgoing
+
+    def hello(self) -> Hello:
+        resume = None
+        if self.session is not None and self.version is not None:
+            resume = Resume(session=self.session, version=self.version)
+        return Hello(
+            token=self.token,
+            doc=self.doc,
+            lang=self.lang,
+            position_encoding=self.encoding,
+            resume=resume,
+            id=next(self._ids),
+        )
+
+    def change(self, start: int, end: int, text: str) -> Edit:
+        """The user replaced ``self.text[start:end]`` (code points) by ``text``."""
+        if not 0 <= start <= end <= len(self.text):
+            raise UsageError(f"change {start}..{end} outside 0..{len(self.text)}")
+        index = PositionIndex(self.text, self.encoding)
+        wire = Change(index.to_wire(start), index.to_wire(end), text)
+        self.text = self.text[:start] + text + self.text[end:]
+        if self.version is None:
+            raise UsageError("no welcome yet: call hello() and receive the welcome first")
+        edit = Edit(base=self.version + len(self.pending), changes=(wire,), id=next(self._ids))
+        self.pending.append(Pending(edit, self.text))
+        return edit
+
+    def replace(self, text: str | None = None) -> Replace:
+        """Send the whole local text (or set it to ``text`` first)."""
+        if text is not None:
+            self.text = text
+        message = Replace(text=self.text, id=next(self._ids))
+        self.pending.append(Pending(message, self.text))
+        return message
+
+    # ------------------------------------------------------------ incoming
+
+    def receive(self, message: ServerMessage) -> list[ClientMessage]:
+        """Update the state; return the messages that must be sent in reply."""
+        if isinstance(message, Welcome):
+            return self._on_welcome(message)
+        if isinstance(message, Ack):
+            return self._on_ack(message)
+        if isinstance(message, Error) and message.code == "version_mismatch":
+            return self._on_mismatch(message)
+        if isinstance(message, Hints):
+            if message.version >= self.hints_version:
+                self.hints_version = message.version
+                for sentence_id in message.removed:
+                    self.hints.pop(sentence_id, None)
+                for sentence in message.sentences:
+                    self.hints[sentence.id] = sentence
+        elif isinstance(message, Scores) and (
+            self.scores is None or message.version >= self.scores.version
+        ):
+            self.scores = message
+        return []
+
+    def _resync(self) -> list[ClientMessage]:
+        self.resyncs += 1
+        self._stale_ids.update(p.message.id for p in self.pending if p.message.id is not None)
+        self.pending.clear()
+        return [self.replace()]
+
+    def _on_welcome(self, welcome: Welcome) -> list[ClientMessage]:
+        first = self.version is None
+        self.session = welcome.session
+        if first:
+            self.version, self.confirmed_text = welcome.version, welcome.text
+            if self.text and self.text != welcome.text:
+                return self._resync()  # typed before the first welcome
+            self.text = welcome.text
+            return []
+        assert self.version is not None
+        applied = welcome.version - self.version
+        if 0 <= applied <= len(self.pending):
+            expected = self.confirmed_text if applied == 0 else self.pending[applied - 1].text_after
+            if expected == welcome.text:
+                for _ in range(applied):
+                    self.pending.popleft()
+                self.version, self.confirmed_text = welcome.version, welcome.text
+                return [p.message for p in self.pending]
+        # Someone else changed the document, or state diverged: the local text wins.
+        self.version, self.confirmed_text = welcome.version, welcome.text
+        return self._resync()
+
+    def _on_ack(self, ack: Ack) -> list[ClientMessage]:
+        if not self.pending or (ack.id is not None and self.pending[0].message.id != ack.id):
+            return []  # an ack for an operation we already gave up on
+        done = self.pending.popleft()
+        self.version, self.confirmed_text = ack.version, done.text_after
+        return []
+
+    def _on_mismatch(self, error: Error) -> list[ClientMessage]:
+        if error.id is not None and error.id in self._stale_ids:
+            self._stale_ids.discard(error.id)
+            return []
+        if error.version is not None:
+            self.version = error.version
+        return self._resync()
+
+    @property
+    def synced(self) -> bool:
+        """True when every local change has been acknowledged."""
+        return not self.pending and self.text == self.confirmed_text
+
+    def apply_remote(self, changes: tuple[Change, ...], version: int) -> None:
+        """Mirror someone else's edit (observers); offsets in this client's encoding."""
+        self.text, _ = apply_changes(self.text, changes, self.encoding)
+        self.confirmed_text, self.version = self.text, version
