@@ -1,0 +1,1 @@
+"""Inkstone server: sockets, sessions, debounce, segmentation, inference scheduling, storage."""

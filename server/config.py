@@ -1,0 +1,73 @@
+"""Server settings: one frozen dataclass; flags and ``INKSTONE_*`` environment variables fill it."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+__all__ = ["Settings"]
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    data_dir: Path = field(default_factory=lambda: Path("data"))
+    backend: str = "onnxruntime"  # onnxruntime | torch | tensorrt
+    secret: str | None = None  # None → dev mode with the public dev secret
+    # Debounce: analyse after a quiet period, or at the latest max_wait after the first
+    # unanalysed edit while typing goes on.
+    debounce_quiet_ms: int = 300
+    debounce_max_ms: int = 1000
+    # Limits announced in welcome.
+    max_message_bytes: int = 256 * 1024
+    max_document_chars: int = 50_000
+    max_messages_per_second: float = 40.0
+    rate_burst: int = 80
+    max_changes_per_edit: int = 64
+    max_violations: int = 20  # errors in a row before the connection is closed (1008)
+    send_queue_limit: int = 512  # frames buffered for a slow reader before it is dropped
+    # Inference.
+    threads: int = 1  # onnxruntime intra-op threads per session
+    queue_limit: int = 4096  # sentences waiting for the model before "overloaded"
+    batch_window_ms: float = 3.0
+    max_batch_sentences: int = 32
+    max_batch_tokens: int = 2048
+    cache_size: int = 50_000
+    # Storage.
+    snapshot_every: int = 100  # edits between full-text snapshots
+    sqlite_synchronous: str = "NORMAL"  # WAL + NORMAL survives kill -9 of the process
+    idle_after_s: float = 60.0  # presence "idle" after this long without edits
+    log_json: bool = False
+
+    @property
+    def dev_mode(self) -> bool:
+        return not self.secret
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None, **overrides: object) -> Settings:
+        """Defaults, then ``INKSTONE_<FIELD>`` variables, then explicit overrides (flags)."""
+        env = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        for f in fields(cls):
+            raw = env.get(f"INKSTONE_{f.name.upper()}")
+            if raw is not None and raw != "":
+                values[f.name] = _convert(f.name, raw, cls)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        if "data_dir" in values:
+            values["data_dir"] = Path(str(values["data_dir"]))
+        return cls(**values)  # type: ignore[arg-type]
+
+
+def _convert(name: str, raw: str, cls: type[Settings]) -> object:
+    default = getattr(cls(), name)
+    if isinstance(default, bool):
+        return raw.lower() in ("1", "true", "yes", "on")
+    if isinstance(default, int):
+        return int(raw)
+    if isinstance(default, float):
+        return float(raw)
+    if isinstance(default, Path):
+        return Path(raw)
+    return raw
