@@ -1,0 +1,200 @@
+"""The ASGI app: the socket endpoint, health, metrics, the demo pages, and lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.staticfiles import StaticFiles
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from protocol import SUBPROTOCOL
+from server.clock import LoopClock
+from server.config import Settings
+from server.connection import CLOSE_GOING_AWAY, Connection
+from server.metrics import Metrics
+from server.service import Inkstone
+from server.store import Store
+
+__all__ = ["FRONTEND_DIR", "create_app"]
+
+log = logging.getLogger("inkstone")
+FRONTEND_DIR = Path(__file__).resolve().parent.parent / "frontend_demo"
+DEV_MODE_WARNING = (
+    "DEV MODE: no secret configured; tokens are signed with the PUBLIC dev secret and anyone "
+    "can mint one. Set --secret or INKSTONE_SECRET before real students use this server."
+)
+
+
+class Runtime:
+    """What lives for one app run (created in lifespan)."""
+
+    def __init__(self, settings: Settings, load_models: bool) -> None:
+        self.settings = settings
+        self.load_models = load_models
+        self.metrics = Metrics()
+        self.service: Inkstone | None = None
+        self.store: Store | None = None
+        self.models: Any = None
+        self.connections: set[tuple[Connection, WebSocket]] = set()
+        self.sweeper: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        s = self.settings
+        if s.dev_mode:
+            for _ in range(2):
+                log.warning(DEV_MODE_WARNING)
+        self.store = Store(
+            s.data_dir / "inkstone.sqlite3",
+            synchronous=s.sqlite_synchronous,
+            snapshot_every=s.snapshot_every,
+        )
+        if self.load_models:
+            from server.models import ModelService
+
+            def on_batch(size: int, compute_ms: float) -> None:
+                self.metrics.batch_size.observe(size)
+
+            self.models = await asyncio.to_thread(ModelService, s, on_batch)
+            log.info("models loaded: %s", self.models.describe())
+        self.service = Inkstone(s, self.store, self.models, self.metrics, LoopClock())
+        self.sweeper = asyncio.create_task(self._sweep())
+        log.info("inkstone ready (backend=%s, data=%s)", s.backend, s.data_dir)
+
+    async def _sweep(self) -> None:
+        while True:
+            await asyncio.sleep(5.0)
+            if self.service is not None:
+                self.service.sweep_idle()
+            if self.models is not None:
+                self.metrics.queue_depth.set(self.models.scheduler.depth)
+
+    async def close_sockets(self, code: int = CLOSE_GOING_AWAY) -> None:
+        """Graceful shutdown: tell every client we are going away (1001)."""
+        for conn, websocket in list(self.connections):
+            conn.closing = True
+            with contextlib.suppress(Exception):
+                await websocket.close(code, "server shutting down")
+
+    async def stop(self) -> None:
+        await self.close_sockets()
+        if self.sweeper is not None:
+            self.sweeper.cancel()
+        if self.service is not None:
+            await self.service.drain(timeout=3.0)
+        if self.models is not None:
+            self.models.close()
+        if self.store is not None:
+            self.store.close()
+        log.info("inkstone stopped")
+
+
+async def websocket_endpoint(websocket: WebSocket) -> None:
+    runtime: Runtime = websocket.app.state.runtime
+    assert runtime.service is not None
+    requested = websocket.scope.get("subprotocols") or []
+    await websocket.accept(subprotocol=SUBPROTOCOL if SUBPROTOCOL in requested else None)
+    close_request: asyncio.Future[tuple[int, str]] = asyncio.get_running_loop().create_future()
+
+    def request_close(code: int, reason: str) -> None:
+        if not close_request.done():
+            close_request.set_result((code, reason))
+
+    conn = Connection(runtime.service, runtime.service.clock, request_close)
+    entry = (conn, websocket)
+    runtime.connections.add(entry)
+
+    async def writer() -> None:
+        while (frame := await conn.outbox.get()) is not None:
+            await websocket.send_text(frame.decode())
+
+    async def closer() -> None:
+        code, reason = await close_request
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(writer_task, timeout=1.0)
+        with contextlib.suppress(Exception):
+            await websocket.close(code, reason[:120])
+
+    writer_task = asyncio.create_task(writer())
+    closer_task = asyncio.create_task(closer())
+    try:
+        while True:
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                break
+            if message.get("text") is not None:
+                conn.on_text(message["text"])
+            elif message.get("bytes") is not None:
+                conn.on_binary(message["bytes"])
+    except (WebSocketDisconnect, RuntimeError):
+        pass
+    finally:
+        runtime.connections.discard(entry)
+        conn.on_disconnect()
+        writer_task.cancel()
+        if not close_request.done():
+            closer_task.cancel()
+
+
+async def healthz(request: Request) -> Response:
+    runtime: Runtime = request.app.state.runtime
+    ok = runtime.service is not None
+    body = {
+        "status": "ok" if ok else "starting",
+        "dev_mode": runtime.settings.dev_mode,
+        "models": runtime.models.describe() if runtime.models is not None else None,
+        "connections": len(runtime.connections),
+        "documents": len(runtime.service.documents) if runtime.service else 0,
+    }
+    return JSONResponse(body, status_code=200 if ok else 503)
+
+
+async def metrics(request: Request) -> Response:
+    runtime: Runtime = request.app.state.runtime
+    return Response(generate_latest(runtime.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def _page(name: str) -> Any:
+    async def page(request: Request) -> Response:
+        path = FRONTEND_DIR / name
+        if not path.exists():
+            return Response("the demo pages are not built", status_code=404)
+        return FileResponse(path)
+
+    return page
+
+
+def create_app(settings: Settings | None = None, *, load_models: bool = True) -> Starlette:
+    """Build the app. ``load_models=False`` serves rule hints and stats only (no neural models)."""
+    settings = settings or Settings.from_env()
+    runtime = Runtime(settings, load_models)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await runtime.start()
+        try:
+            yield
+        finally:
+            await runtime.stop()
+
+    routes: list[Any] = [
+        WebSocketRoute("/v1/ws", websocket_endpoint),
+        Route("/healthz", healthz),
+        Route("/metrics", metrics),
+        Route("/", _page("student.html")),
+        Route("/teacher", _page("teacher.html")),
+    ]
+    if FRONTEND_DIR.is_dir():
+        routes.append(Mount("/static", StaticFiles(directory=FRONTEND_DIR), name="static"))
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.runtime = runtime
+    return app

@@ -1,0 +1,131 @@
+"""``inkstone`` command line: serve, token, client (and loadgen once it lands)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+__all__ = ["main"]
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from server.app import create_app
+    from server.config import Settings
+    from server.logs import configure_logging
+
+    settings = Settings.from_env(
+        host=args.host,
+        port=args.port,
+        data_dir=args.data_dir,
+        backend=args.backend,
+        secret=args.secret,
+        debounce_quiet_ms=args.debounce_ms,
+        debounce_max_ms=args.debounce_max_ms,
+        threads=args.threads,
+        log_json=args.log_json or None,
+    )
+    configure_logging(json_lines=settings.log_json)
+    app = create_app(settings, load_models=not args.no_models)
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        ws_max_size=max(4 * settings.max_message_bytes, 1 << 20),
+        ws_ping_interval=20,
+        ws_ping_timeout=20,
+        log_config=None,
+        timeout_graceful_shutdown=5,
+        lifespan="on",
+    )
+    server = GracefulServer(config)
+    server.runtime = app.state.runtime
+    server.run()
+    return 0
+
+
+class GracefulServer(uvicorn.Server):
+    """Closes our sockets with 1001 before uvicorn's own shutdown (which would send 1012)."""
+
+    runtime: Any = None
+
+    async def shutdown(self, sockets: Any = None) -> None:
+        if self.runtime is not None:
+            await self.runtime.close_sockets()
+            await asyncio.sleep(0.2)
+        await super().shutdown(sockets)
+
+
+def _token(args: argparse.Namespace) -> int:
+    from server.auth import mint_token
+
+    secret = args.secret or os.environ.get("INKSTONE_SECRET") or None
+    if not secret:
+        print(
+            "warning: no secret given; signing with the PUBLIC dev secret (dev-mode servers only)",
+            file=sys.stderr,
+        )
+    print(
+        mint_token(secret, user=args.user, role=args.role, class_id=args.class_id, ttl_s=args.ttl)
+    )
+    return 0
+
+
+def _client(args: argparse.Namespace) -> int:
+    from server.typing_client import stream_file
+
+    return asyncio.run(stream_file(args))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="inkstone", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the server")
+    serve.add_argument("--host", default=None, help="bind address (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=None, help="port (default 8000)")
+    serve.add_argument("--data-dir", type=Path, default=None, help="SQLite folder (default ./data)")
+    serve.add_argument("--backend", default=None, help="onnxruntime (default)")
+    serve.add_argument("--secret", default=None, help="token secret; none means dev mode")
+    serve.add_argument("--debounce-ms", type=int, default=None, help="quiet period (300)")
+    serve.add_argument("--debounce-max-ms", type=int, default=None, help="max wait (1000)")
+    serve.add_argument("--threads", type=int, default=None, help="inference threads (1)")
+    serve.add_argument("--log-json", action="store_true", help="JSON-lines logs")
+    serve.add_argument("--no-models", action="store_true", help="rule hints only (no models)")
+    serve.set_defaults(func=_serve)
+
+    token = sub.add_parser("token", help="mint a signed token")
+    token.add_argument("--role", choices=("student", "teacher"), required=True)
+    token.add_argument("--user", required=True)
+    token.add_argument("--class", dest="class_id", required=True)
+    token.add_argument("--ttl", type=int, default=12 * 3600, help="seconds (default 12 h)")
+    token.add_argument("--secret", default=None, help="defaults to $INKSTONE_SECRET, else dev")
+    token.set_defaults(func=_token)
+
+    client = sub.add_parser("client", help="stream a file as if typed; print hints")
+    client.add_argument("file", type=Path)
+    client.add_argument("--url", default="ws://127.0.0.1:8000/v1/ws")
+    client.add_argument("--token", default=None, help="default: a dev token for --user/--class")
+    client.add_argument("--user", default="demo-student")
+    client.add_argument("--class", dest="class_id", default="demo-class")
+    client.add_argument("--doc", default=None, help="document id (default: the file name)")
+    client.add_argument("--lang", default="auto", choices=("zh", "en", "auto"))
+    client.add_argument("--cps", type=float, default=20.0, help="characters per second")
+    client.set_defaults(func=_client)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO)
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

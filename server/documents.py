@@ -1,0 +1,149 @@
+"""In-memory state of one document: text, version, the last analysis, who is connected."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from protocol import Hint, PositionIndex, SentenceHints
+from protocol.positions import Encoding
+from server.hints import DraftHint
+
+__all__ = ["Analysis", "Document", "SentenceState", "to_wire_sentences"]
+
+
+@dataclass(slots=True)
+class SentenceState:
+    id: str
+    start: int  # code points into Analysis.text
+    end: int
+    text: str
+    paragraph: int
+    context: tuple[bool, bool]  # (last in paragraph, last in text): rule hints depend on it
+    hints: tuple[tuple[str, DraftHint], ...]  # (hint id, hint with document offsets)
+    embedding: np.ndarray | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "start": self.start,
+            "end": self.end,
+            "text": self.text,
+            "paragraph": self.paragraph,
+            "context": list(self.context),
+            "hints": [[hid, *_draft_fields(h)] for hid, h in self.hints],
+        }
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> SentenceState:
+        return cls(
+            raw["id"],
+            raw["start"],
+            raw["end"],
+            raw["text"],
+            raw["paragraph"],
+            (bool(raw["context"][0]), bool(raw["context"][1])),
+            tuple(
+                (h[0], DraftHint(h[1], h[2], h[3], h[4], h[5], h[6], tuple(h[7]), h[8], h[9]))
+                for h in raw["hints"]
+            ),
+        )
+
+
+def _draft_fields(h: DraftHint) -> list[Any]:
+    return [
+        h.kind,
+        h.code,
+        h.severity,
+        h.start,
+        h.end,
+        h.message,
+        list(h.suggestions),
+        h.confidence,
+        h.source,
+    ]
+
+
+@dataclass(slots=True)
+class Analysis:
+    version: int
+    text: str
+    lang: str
+    sentences: list[SentenceState]
+    scores: dict[str, Any] | None = None  # wire form of the Scores message (no offsets in it)
+    _indexes: dict[str, PositionIndex] = field(default_factory=dict)
+
+    def index(self, encoding: Encoding) -> PositionIndex:
+        found = self._indexes.get(encoding)
+        if found is None:
+            found = self._indexes[encoding] = PositionIndex(self.text, encoding)
+        return found
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "version": self.version,
+            "text": self.text,
+            "lang": self.lang,
+            "sentences": [s.to_json() for s in self.sentences],
+        }
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any], scores: dict[str, Any] | None) -> Analysis:
+        return cls(
+            raw["version"],
+            raw["text"],
+            raw["lang"],
+            [SentenceState.from_json(s) for s in raw["sentences"]],
+            scores,
+        )
+
+
+def to_wire_sentences(
+    analysis: Analysis,
+    sentences: list[SentenceState],
+    encoding: Encoding,
+    dismissed: set[str],
+) -> tuple[SentenceHints, ...]:
+    """Sentences with their hints, offsets converted to ``encoding``, dismissed hints left out."""
+    index = analysis.index(encoding)
+    wire = index.to_wire
+    out = []
+    for s in sentences:
+        hints = tuple(
+            Hint(
+                id=hid,
+                kind=h.kind,  # type: ignore[arg-type]
+                code=h.code,
+                severity=h.severity,  # type: ignore[arg-type]
+                start=wire(h.start),
+                end=wire(h.end),
+                message=h.message,
+                suggestions=h.suggestions,
+                confidence=h.confidence,
+                source=h.source,
+            )
+            for hid, h in s.hints
+            if hid not in dismissed
+        )
+        out.append(SentenceHints(id=s.id, start=wire(s.start), end=wire(s.end), hints=hints))
+    return tuple(out)
+
+
+@dataclass(eq=False, slots=True)
+class Document:
+    id: str
+    owner: str
+    class_id: str
+    lang: str  # as requested: zh | en | auto
+    text: str
+    version: int
+    dismissed: set[str] = field(default_factory=set)
+    analysis: Analysis | None = None
+    editors: set[Any] = field(default_factory=set)  # student connections
+    first_unanalysed_at: float | None = None  # monotonic time of the oldest unanalysed edit
+    last_edit_at: float = 0.0
+    analysing: bool = False
+    dirty: bool = False
+    presence: str = "offline"

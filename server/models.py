@@ -1,0 +1,147 @@
+"""The shipped models behind the scheduler, with the prediction cache shared by all documents.
+
+Only sentences the cache has not seen go to the model; identical sentences
+requested concurrently by several documents share one inference.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from server.backends import create_backend
+from server.cache import LRUCache
+from server.config import Settings
+from server.scheduler import InferenceScheduler, Timing
+
+__all__ = ["InferenceReport", "ModelService"]
+
+log = logging.getLogger("inkstone.models")
+
+
+@dataclass(slots=True)
+class InferenceReport:
+    hits: int = 0
+    misses: int = 0
+    queued_ms: float = 0.0
+    compute_ms: float = 0.0
+    batch_size: int = 0
+
+    def add(self, timing: Timing | None) -> None:
+        if timing is not None:
+            self.queued_ms = max(self.queued_ms, timing.queued_ms)
+            self.compute_ms = max(self.compute_ms, timing.compute_ms)
+            self.batch_size = max(self.batch_size, timing.batch_size)
+
+
+class ModelService:
+    def __init__(self, settings: Settings, on_batch: Any = None) -> None:
+        from engines.runtime import EssayCodec, SentenceCodec, load_manifest
+
+        self.manifest = load_manifest()
+        self.sentence_codec = SentenceCodec(self.manifest)
+        self.essay_codec = EssayCodec(self.manifest)
+        self.backend = create_backend(settings.backend, threads=settings.threads)
+        self.backend.load(
+            {"sentence": self.sentence_codec.model_file, "essay": self.essay_codec.model_file}
+        )
+        digest = hashlib.sha256(self.sentence_codec.model_file.read_bytes()).hexdigest()[:12]
+        self.sentence_model = f"zh-sentence@{digest}"
+        essay_digest = hashlib.sha256(self.essay_codec.model_file.read_bytes()).hexdigest()[:12]
+        self.essay_model = f"zh-essay@{essay_digest}"
+        self.cache: LRUCache[bytes, Any] = LRUCache(settings.cache_size)
+        self._inflight: dict[bytes, asyncio.Future[tuple[Any, Timing]]] = {}
+        self.scheduler = InferenceScheduler(
+            self.backend,
+            self._run_sentences,
+            self._run_essay,
+            queue_limit=settings.queue_limit,
+            window_s=settings.batch_window_ms / 1000,
+            max_batch=settings.max_batch_sentences,
+            max_tokens=settings.max_batch_tokens,
+            on_batch=on_batch,
+        )
+        self._warm_up()
+        self.scheduler.start()
+
+    def _warm_up(self) -> None:
+        from engines.runtime import EssaySentence
+
+        predictions = self._run_sentences(["今天天气很好。", "我们一起去公园散步，看见了许多花。"])
+        self._run_essay(
+            (
+                [EssaySentence("今天天气很好。", 0, predictions[0].embedding)],
+                "今天天气很好。",
+            )
+        )
+
+    # ------------------------------------------------------------ worker-thread side
+
+    def _run_sentences(self, texts: list[str]) -> list[Any]:
+        batch = self.sentence_codec.encode(texts)
+        outputs = self.backend.run("sentence", batch.feeds)
+        return list(self.sentence_codec.decode(batch, outputs))
+
+    def _run_essay(self, payload: tuple[Sequence[Any], str]) -> Any:
+        sentences, text = payload
+        feeds = self.essay_codec.encode(sentences, text)
+        return self.essay_codec.decode(self.backend.run("essay", feeds))
+
+    # ------------------------------------------------------------ event-loop side
+
+    @staticmethod
+    def key(text: str) -> bytes:
+        return hashlib.blake2b(text.encode(), digest_size=16).digest()
+
+    async def predict(self, texts: Sequence[str]) -> tuple[dict[str, Any], InferenceReport]:
+        """Predictions for ``texts`` (deduplicated); raises ``Overloaded`` before queueing any."""
+        report = InferenceReport()
+        results: dict[str, Any] = {}
+        waiting: dict[str, asyncio.Future[tuple[Any, Timing]]] = {}
+        missing: list[tuple[str, bytes]] = []
+        for text in dict.fromkeys(texts):
+            key = self.key(text)
+            cached = self.cache.get(key)
+            if cached is not None:
+                results[text] = cached
+                report.hits += 1
+            elif key in self._inflight:
+                waiting[text] = self._inflight[key]
+                report.hits += 1
+            else:
+                missing.append((text, key))
+        if missing:
+            report.misses += len(missing)
+            futures = self.scheduler.submit_sentences(
+                [(text, self.sentence_codec.count_tokens(text)) for text, _ in missing]
+            )
+            for (text, key), future in zip(missing, futures, strict=True):
+                self._inflight[key] = future
+                future.add_done_callback(lambda _f, k=key: self._inflight.pop(k, None))
+                waiting[text] = future
+        for text, future in waiting.items():
+            prediction, timing = await asyncio.shield(future)
+            self.cache.put(self.key(text), prediction)
+            results[text] = prediction
+            report.add(timing)
+        return results, report
+
+    async def score(self, sentences: Sequence[Any], text: str) -> tuple[Any, Timing]:
+        return await self.scheduler.submit_essay((list(sentences), text))
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "zh": {
+                "sentence": self.sentence_model,
+                "essay": self.essay_model,
+                "backend": self.backend.describe(),
+            },
+            "en": None,  # no English model ships yet: English gets rule hints and stats only
+        }
+
+    def close(self) -> None:
+        self.scheduler.close()
