@@ -249,8 +249,12 @@ def decode_client(data: str | bytes) -> ClientMessage:
 
 
 def _build(cls: type[T], obj: dict[str, Any], **converted: Any) -> T:
-    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    fields = dataclasses.fields(cls)  # type: ignore[arg-type]
+    names = {f.name for f in fields}
     kwargs = {k: v for k, v in obj.items() if k in names}
+    for f in fields:  # to_wire leaves out None: put it back for fields without a default
+        if f.name not in obj and f.default is dataclasses.MISSING and f.name not in converted:
+            kwargs.setdefault(f.name, None)
     if "class" in obj and "class_id" in names:
         kwargs["class_id"] = obj["class"]
     kwargs.update(converted)
