@@ -18,6 +18,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from protocol import SUBPROTOCOL
+from server.auth import mint_token
 from server.clock import LoopClock
 from server.config import Settings
 from server.connection import CLOSE_GOING_AWAY, Connection
@@ -163,6 +164,21 @@ async def metrics(request: Request) -> Response:
     return Response(generate_latest(runtime.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
+async def dev_token(request: Request) -> Response:
+    """Dev mode only: mint a token for the demo pages' login form (404 with a real secret)."""
+    runtime: Runtime = request.app.state.runtime
+    if not runtime.settings.dev_mode:
+        return JSONResponse({"error": "not found"}, status_code=404)
+    try:
+        body = await request.json()
+        token = mint_token(
+            None, user=str(body["user"]), role=str(body["role"]), class_id=str(body["class"])
+        )
+    except (ValueError, KeyError, TypeError) as exc:
+        return JSONResponse({"error": f"need JSON {{user, role, class}}: {exc}"}, status_code=400)
+    return JSONResponse({"token": token, "dev_mode": True})
+
+
 def _page(name: str) -> Any:
     async def page(request: Request) -> Response:
         path = FRONTEND_DIR / name
@@ -190,6 +206,7 @@ def create_app(settings: Settings | None = None, *, load_models: bool = True) ->
         WebSocketRoute("/v1/ws", websocket_endpoint),
         Route("/healthz", healthz),
         Route("/metrics", metrics),
+        Route("/dev/token", dev_token, methods=["POST"]),
         Route("/", _page("student.html")),
         Route("/teacher", _page("teacher.html")),
     ]

@@ -175,3 +175,23 @@ def test_resume_after_reconnect_resends_unacked_edits(rules_server: LiveServer, 
         await client.close()
 
     run(main())
+
+
+def test_health_metrics_and_dev_token(rules_server: LiveServer) -> None:
+    import urllib.request
+
+    with urllib.request.urlopen(rules_server.http + "/healthz") as r:
+        assert orjson.loads(r.read())["status"] == "ok"
+    with urllib.request.urlopen(rules_server.http + "/metrics") as r:
+        body = r.read().decode()
+    assert "inkstone_edit_to_hints_seconds" in body and "inkstone_queue_depth" in body
+    request = urllib.request.Request(
+        rules_server.http + "/dev/token",
+        data=orjson.dumps({"user": "u1", "role": "teacher", "class": "c9"}),
+        method="POST",
+    )
+    with urllib.request.urlopen(request) as r:
+        token = orjson.loads(r.read())["token"]
+    from server.auth import verify_token
+
+    assert verify_token(None, token).role == "teacher"
