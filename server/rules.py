@@ -352,6 +352,8 @@ def _zh_halfwidth(s: str) -> list[RuleHint]:
             continue  # 3.14, 1,000, 10:30
         if run == "." and s[:a].isdigit():
             continue  # list marker 1.
+        if run == "." and left.isascii() and left.isalpha() and not s[a - 2 : a - 1].isalpha():
+            continue  # initials and abbreviations: J.K.罗琳, U.S.
         if run == ":" and right in "/)(":
             continue  # URL scheme or emoticon
         if run[0] == ".":

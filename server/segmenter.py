@@ -262,12 +262,17 @@ def _is_cjk_like(ch: str) -> bool:
     return ch != "" and ord(ch) >= 0x2E80
 
 
+def _is_token_char(ch: str) -> bool:
+    """Characters of an abbreviation or number before a period (ASCII, full-width digits)."""
+    return (ch.isascii() and (ch.isalnum() or ch == ".")) or "０" <= ch <= "９"
+
+
 def _period_is_boundary(text: str, sent_start: int, a: int, b: int, end: int, nxt: str) -> bool:
     following = text[a + 1] if a + 1 < end else ""
     # Token before the period: letters, digits and inner dots ("e.g", "U.S", "3", "Mr").
     t = a
     limit = max(sent_start, a - _MAX_TOKEN)
-    while t > limit and (text[t - 1].isascii() and (text[t - 1].isalnum() or text[t - 1] == ".")):
+    while t > limit and _is_token_char(text[t - 1]):
         t -= 1
     token = text[t:a]
     at_sentence_start = t == sent_start
@@ -281,8 +286,8 @@ def _period_is_boundary(text: str, sent_start: int, a: int, b: int, end: int, nx
         )
     ):
         return False  # list marker: "1.", "a.", "IV."
-    if b == a + 1 and following and following.isascii() and following.isalnum():
-        return False  # 3.14, example.com, e.g (inner dot)
+    if b == a + 1 and following and (following.isdigit() or _is_token_char(following)):
+        return False  # 3.14, ３．１４, example.com, e.g (inner dot)
     if b == a + 1 and _is_cjk_like(following):
         return True  # half-width period in Chinese text
     if not token or not token[-1].isalpha():

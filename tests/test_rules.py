@@ -140,6 +140,7 @@ def test_halfwidth_punctuation_negative() -> None:
         "约3.14，共1,000人，10:30。",
         "1.我们要努力。",
         "网址是http://a.cn。",
+        "我喜欢J.K.罗琳的书。",
     ]:
         assert hints(s, "zh", "halfwidth_punctuation") == [], s
 
@@ -394,3 +395,11 @@ def test_hints_are_well_formed(sentence: str, lang: str, last_p: bool, last_t: b
 
 def test_empty_sentence() -> None:
     assert rule_hints("", "zh") == [] and rule_hints("   ", "en", is_last_in_paragraph=True) == []
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=80), st.sampled_from(["zh", "en"]), st.booleans(), st.booleans())
+def test_any_unicode_is_safe(sentence: str, lang: str, last_p: bool, last_t: bool) -> None:
+    found = rule_hints(sentence, lang, is_last_in_paragraph=last_p, is_last_in_text=last_t)  # type: ignore[arg-type]
+    for h in found:
+        assert 0 <= h.start <= h.end <= len(sentence)

@@ -69,6 +69,8 @@ CASES: list[tuple[str, list[str] | None]] = [
     # numbered items
     ("1. Introduction. 2. Method.", ["1. Introduction.", "2. Method."]),
     ("1.我们要努力。2.我们要团结。", ["1.我们要努力。", "2.我们要团结。"]),
+    ("１．我们要努力。２．团结。", ["１．我们要努力。", "２．团结。"]),
+    ("圆周率是３．１４。对。", ["圆周率是３．１４。", "对。"]),
     ("I. Overview", None),
     # URLs and e-mails
     (
