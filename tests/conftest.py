@@ -109,18 +109,33 @@ class ProcessServer:
         self.url = f"ws://127.0.0.1:{self.port}/v1/ws"
 
     def start(self) -> None:
-        cmd = [sys.executable, "-m", "server.cli", "serve", "--port", str(self.port),
-               "--data-dir", str(self.data_dir), "--debounce-ms", "40", "--debounce-max-ms", "200",
-               *self.extra]
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=self.env, stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT)
+        cmd = [
+            sys.executable,
+            "-m",
+            "server.cli",
+            "serve",
+            "--port",
+            str(self.port),
+            "--data-dir",
+            str(self.data_dir),
+            "--debounce-ms",
+            "40",
+            "--debounce-max-ms",
+            "200",
+            *self.extra,
+        ]
+        self.proc = subprocess.Popen(
+            cmd, cwd=ROOT, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 out = self.proc.stdout.read().decode() if self.proc.stdout else ""
                 raise RuntimeError(f"server exited: {out}")
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=1) as r:
+                with urllib.request.urlopen(
+                    f"http://127.0.0.1:{self.port}/healthz", timeout=1
+                ) as r:
                     if r.status == 200:
                         return
             except OSError:

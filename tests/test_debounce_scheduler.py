@@ -7,7 +7,9 @@ from server.debounce import Debouncer
 from server.scheduler import BatchPlanner, Job, bucket_of
 
 
-def make(quiet: float = 0.3, max_wait: float = 1.0) -> tuple[ManualClock, Debouncer[str], list[tuple[str, float]]]:
+def make(
+    quiet: float = 0.3, max_wait: float = 1.0
+) -> tuple[ManualClock, Debouncer[str], list[tuple[str, float]]]:
     clock = ManualClock()
     fired: list[tuple[str, float]] = []
     debouncer: Debouncer[str] = Debouncer(

@@ -8,8 +8,8 @@ from hypothesis import strategies as st
 
 from protocol import Change, ErrorCode, PeerError, PositionIndex, apply_changes, encoded_length
 from protocol.edits import convert_changes
-from protocol.lifecycle import Lifecycle, Phase
 from protocol.errors import UsageError
+from protocol.lifecycle import Lifecycle, Phase
 
 TEXT = "写作😀很𠀀好a"  # 😀 and 𠀀 (CJK Ext-B) are astral: two UTF-16 units each
 

@@ -41,8 +41,19 @@ from protocol import (
 )
 
 PROTOCOL_DIR = pathlib.Path(protocol.__file__).parent
-FORBIDDEN_IMPORTS = {"asyncio", "starlette", "uvicorn", "websockets", "onnxruntime", "server",
-                     "engines", "torch", "socket", "threading", "sqlite3"}
+FORBIDDEN_IMPORTS = {
+    "asyncio",
+    "starlette",
+    "uvicorn",
+    "websockets",
+    "onnxruntime",
+    "server",
+    "engines",
+    "torch",
+    "socket",
+    "threading",
+    "sqlite3",
+}
 
 
 def test_protocol_package_is_sans_io() -> None:
@@ -67,7 +78,10 @@ def test_package_exports_exactly_all() -> None:
 text_st = st.text(st.characters(blacklist_categories=("Cs",)), max_size=40)
 id_st = st.one_of(st.none(), st.integers(0, 2**40), st.text(max_size=10))
 change_st = st.builds(
-    lambda a, b, t: Change(min(a, b), max(a, b), t), st.integers(0, 500), st.integers(0, 500), text_st
+    lambda a, b, t: Change(min(a, b), max(a, b), t),
+    st.integers(0, 500),
+    st.integers(0, 500),
+    text_st,
 )
 client_st = st.one_of(
     st.builds(
@@ -80,7 +94,12 @@ client_st = st.one_of(
         id=id_st,
     ),
     st.builds(Replace, text=text_st, id=id_st),
-    st.builds(Edit, base=st.integers(0, 10**6), changes=st.lists(change_st, min_size=1, max_size=4).map(tuple), id=id_st),
+    st.builds(
+        Edit,
+        base=st.integers(0, 10**6),
+        changes=st.lists(change_st, min_size=1, max_size=4).map(tuple),
+        id=id_st,
+    ),
     st.builds(Dismiss, hint=st.text(min_size=1, max_size=20), id=id_st),
     st.builds(Observe, doc=st.text(min_size=1, max_size=10), id=id_st),
     st.builds(Observe, class_id=st.text(min_size=1, max_size=10), id=id_st),
@@ -107,32 +126,63 @@ hint_st = st.builds(
     source=st.just("rule"),
 )
 sentences_st = st.lists(
-    st.builds(SentenceHints, id=st.text(min_size=1, max_size=6), start=st.integers(0, 9),
-              end=st.integers(0, 9), hints=st.lists(hint_st, max_size=3).map(tuple)),
+    st.builds(
+        SentenceHints,
+        id=st.text(min_size=1, max_size=6),
+        start=st.integers(0, 9),
+        end=st.integers(0, 9),
+        hints=st.lists(hint_st, max_size=3).map(tuple),
+    ),
     max_size=3,
 ).map(tuple)
 scores_st = st.builds(
     Scores,
     version=st.integers(0, 99),
-    overall=st.one_of(st.none(), st.builds(Score, st.floats(0, 10), st.just(10.0), st.just("Great"))),
-    traits=st.dictionaries(st.sampled_from(["content", "logic"]),
-                           st.builds(Trait, st.floats(0, 10), st.just(10.0), st.just("model:x"))),
+    overall=st.one_of(
+        st.none(), st.builds(Score, st.floats(0, 10), st.just(10.0), st.just("Great"))
+    ),
+    traits=st.dictionaries(
+        st.sampled_from(["content", "logic"]),
+        st.builds(Trait, st.floats(0, 10), st.just(10.0), st.just("model:x")),
+    ),
     stats=st.builds(Stats, st.integers(0, 9), st.integers(0, 9), st.integers(0, 9)),
     doc=st.one_of(st.none(), st.text(min_size=1, max_size=5)),
 )
 server_st = st.one_of(
     st.builds(Ack, version=st.integers(0, 99), id=id_st),
-    st.builds(Hints, version=st.integers(0, 99), sentences=sentences_st,
-              removed=st.lists(st.text(max_size=5), max_size=3).map(tuple)),
+    st.builds(
+        Hints,
+        version=st.integers(0, 99),
+        sentences=sentences_st,
+        removed=st.lists(st.text(max_size=5), max_size=3).map(tuple),
+    ),
     scores_st,
-    st.builds(Snapshot, doc=st.just("d"), student=st.just("s"), version=st.integers(0, 9),
-              text=text_st, hints=sentences_st, scores=st.one_of(st.none(), scores_st)),
-    st.builds(Update, doc=st.just("d"), version=st.integers(0, 9),
-              changes=st.lists(change_st, max_size=3).map(tuple)),
+    st.builds(
+        Snapshot,
+        doc=st.just("d"),
+        student=st.just("s"),
+        version=st.integers(0, 9),
+        text=text_st,
+        hints=sentences_st,
+        scores=st.one_of(st.none(), scores_st),
+    ),
+    st.builds(
+        Update,
+        doc=st.just("d"),
+        version=st.integers(0, 9),
+        changes=st.lists(change_st, max_size=3).map(tuple),
+    ),
     st.builds(Error, code=st.sampled_from([c.value for c in ErrorCode]), message=text_st, id=id_st),
-    st.builds(Welcome, session=st.just("s"), doc=st.just("d"), version=st.integers(0, 9),
-              text=text_st, limits=st.just(Limits(1, 2, 3.0, 4, 5)), models=st.just({}),
-              dev_mode=st.booleans()),
+    st.builds(
+        Welcome,
+        session=st.just("s"),
+        doc=st.just("d"),
+        version=st.integers(0, 9),
+        text=text_st,
+        limits=st.just(Limits(1, 2, 3.0, 4, 5)),
+        models=st.just({}),
+        dev_mode=st.booleans(),
+    ),
 )
 
 
@@ -160,17 +210,27 @@ def test_unknown_server_fields_are_ignored() -> None:
         (b'{"type": "replace", "text": 12}', ErrorCode.BAD_MESSAGE),
         (b'{"type": "replace", "text": "\\ud800"}', ErrorCode.BAD_SURROGATE),
         (b'{"type": "replace", "text": "ok \\udc00 no"}', ErrorCode.BAD_SURROGATE),
-        (b'{"type": "edit", "base": "1", "changes": [{"start": 0, "end": 0, "text": ""}]}',
-         ErrorCode.BAD_MESSAGE),
-        (b'{"type": "edit", "base": true, "changes": [{"start": 0, "end": 0, "text": ""}]}',
-         ErrorCode.BAD_MESSAGE),
+        (
+            b'{"type": "edit", "base": "1", "changes": [{"start": 0, "end": 0, "text": ""}]}',
+            ErrorCode.BAD_MESSAGE,
+        ),
+        (
+            b'{"type": "edit", "base": true, "changes": [{"start": 0, "end": 0, "text": ""}]}',
+            ErrorCode.BAD_MESSAGE,
+        ),
         (b'{"type": "edit", "base": 1, "changes": []}', ErrorCode.BAD_MESSAGE),
-        (b'{"type": "edit", "base": 1, "changes": [{"start": 3, "end": 1, "text": ""}]}',
-         ErrorCode.BAD_OFFSETS),
-        (b'{"type": "edit", "base": 1, "changes": [{"start": -1, "end": 1, "text": ""}]}',
-         ErrorCode.BAD_OFFSETS),
-        (b'{"type": "edit", "base": 1, "changes": [{"start": 0, "end": 1.5, "text": ""}]}',
-         ErrorCode.BAD_MESSAGE),
+        (
+            b'{"type": "edit", "base": 1, "changes": [{"start": 3, "end": 1, "text": ""}]}',
+            ErrorCode.BAD_OFFSETS,
+        ),
+        (
+            b'{"type": "edit", "base": 1, "changes": [{"start": -1, "end": 1, "text": ""}]}',
+            ErrorCode.BAD_OFFSETS,
+        ),
+        (
+            b'{"type": "edit", "base": 1, "changes": [{"start": 0, "end": 1.5, "text": ""}]}',
+            ErrorCode.BAD_MESSAGE,
+        ),
         (b'{"type": "edit", "base": 1, "changes": ["x"]}', ErrorCode.BAD_MESSAGE),
         (b'{"type": "observe"}', ErrorCode.BAD_MESSAGE),
         (b'{"type": "observe", "doc": "a", "class": "b"}', ErrorCode.BAD_MESSAGE),

@@ -13,7 +13,9 @@ from server.wsclient import SocketSession, StudentClient
 from tests.conftest import LiveServer, run
 
 
-async def hello(server: LiveServer, user: str = "s1", doc: str = "d1", **kw: object) -> SocketSession:
+async def hello(
+    server: LiveServer, user: str = "s1", doc: str = "d1", **kw: object
+) -> SocketSession:
     session = SocketSession(server.url)
     await session.open()
     await session.send(Hello(token=server.token(user), doc=doc, lang="en", **kw))  # type: ignore[arg-type]
@@ -66,11 +68,26 @@ def test_version_mismatch_and_atomic_edits(rules_server: LiveServer) -> None:
 BAD_FRAMES = [
     ("{not json", "bad_json"),
     ('{"type": "teleport"}', "unknown_type"),
-    ('{"type": "edit", "base": "0", "changes": [{"start": 0, "end": 0, "text": "x"}]}', "bad_message"),
-    ('{"type": "edit", "base": 1, "changes": [{"start": 5, "end": 2, "text": "x"}]}', "bad_offsets"),
-    ('{"type": "edit", "base": 1, "changes": [{"start": 0, "end": 99, "text": "x"}]}', "bad_offsets"),
-    ('{"type": "edit", "base": 1, "changes": [{"start": 3, "end": 3, "text": "\\ud83d"}]}', "bad_surrogate"),
-    ('{"type": "edit", "base": 1, "changes": [{"start": 2, "end": 2, "text": "x"}]}', "bad_offsets"),
+    (
+        '{"type": "edit", "base": "0", "changes": [{"start": 0, "end": 0, "text": "x"}]}',
+        "bad_message",
+    ),
+    (
+        '{"type": "edit", "base": 1, "changes": [{"start": 5, "end": 2, "text": "x"}]}',
+        "bad_offsets",
+    ),
+    (
+        '{"type": "edit", "base": 1, "changes": [{"start": 0, "end": 99, "text": "x"}]}',
+        "bad_offsets",
+    ),
+    (
+        '{"type": "edit", "base": 1, "changes": [{"start": 3, "end": 3, "text": "\\ud83d"}]}',
+        "bad_surrogate",
+    ),
+    (
+        '{"type": "edit", "base": 1, "changes": [{"start": 2, "end": 2, "text": "x"}]}',
+        "bad_offsets",
+    ),
     ('{"type": "observe", "class": "c1"}', "forbidden"),
     ('{"type": "hello", "token": "x", "doc": "d1"}', "already_open"),
     ('{"type": "dismiss", "hint": "nope"}', "not_found"),
@@ -157,10 +174,17 @@ def test_subprotocol_is_negotiated(rules_server: LiveServer) -> None:
 
 
 @pytest.mark.parametrize("encoding", ["utf-16", "utf-32"])
-def test_resume_after_reconnect_resends_unacked_edits(rules_server: LiveServer, encoding: str) -> None:
+def test_resume_after_reconnect_resends_unacked_edits(
+    rules_server: LiveServer, encoding: str
+) -> None:
     async def main() -> None:
-        client = StudentClient(rules_server.url, rules_server.token("s1"), f"doc-{encoding}",
-                               lang="zh", encoding=encoding)  # type: ignore[arg-type]
+        client = StudentClient(
+            rules_server.url,
+            rules_server.token("s1"),
+            f"doc-{encoding}",
+            lang="zh",
+            encoding=encoding,
+        )  # type: ignore[arg-type]
         await client.connect()
         await client.type_text("第一句😀。")
         await client.wait_synced()

@@ -6,6 +6,7 @@ import asyncio
 from pathlib import Path
 
 from protocol import (
+    Change,
     Edit,
     Error,
     Hints,
@@ -15,7 +16,6 @@ from protocol import (
     Scores,
     Snapshot,
     Update,
-    Change,
 )
 from server.auth import mint_token
 from server.wsclient import Observer, StudentClient
@@ -29,7 +29,9 @@ def test_teacher_observes_a_class_live(rules_server: LiveServer) -> None:
         await student.type_text("My first sentence is here. ")
         await student.wait_synced()
 
-        teachers = [Observer(rules_server.url, rules_server.token(f"t{i}", "teacher")) for i in range(2)]
+        teachers = [
+            Observer(rules_server.url, rules_server.token(f"t{i}", "teacher")) for i in range(2)
+        ]
         for teacher in teachers:
             await teacher.connect()
             await teacher.session.send(Observe(class_id="c1", id="o1"))
@@ -87,6 +89,7 @@ def test_acked_edits_survive_kill_9_and_clients_resume(tmp_path: Path) -> None:
     server = ProcessServer(tmp_path, "--no-models")
     server.start()
     try:
+
         async def before() -> StudentClient:
             token = mint_token(None, user="s1", role="student", class_id="c1")
             client = StudentClient(server.url, token, "durable", lang="zh")
@@ -128,6 +131,7 @@ def test_graceful_shutdown_closes_sockets_with_1001(tmp_path: Path) -> None:
     server = ProcessServer(tmp_path, "--no-models")
     server.start()
     try:
+
         async def connect() -> StudentClient:
             token = mint_token(None, user="s1", role="student", class_id="c1")
             client = StudentClient(server.url, token, "bye")

@@ -1,0 +1,131 @@
+"""End to end with the shipped ONNX models: typing an essay gives hints and scores."""
+
+from __future__ import annotations
+
+from protocol import Hints, Scores
+from server.wsclient import StudentClient
+from tests.conftest import LiveServer, run
+
+ESSAY = [
+    "人生就像一场旅行，不必在乎目的地，在乎的是沿途的风景。",
+    "我们在成长的路上会遇到许多困难，但只要坚持下去，就一定能看见彩虹。",
+    "有一次，我在考试中失败了，心情非常低落。",
+]
+
+
+def test_typing_an_essay_produces_hints_and_scores(model_server: LiveServer) -> None:
+    async def main() -> None:
+        client = StudentClient(
+            model_server.url, model_server.token("m1"), "essay-m1", lang="zh", encoding="utf-16"
+        )
+        welcome = await client.connect()
+        assert welcome.models["zh"]["sentence"].startswith("zh-sentence@")
+        for sentence in ESSAY:
+            for i in range(0, len(sentence), 3):  # IME-style bursts of a few characters
+                await client.type_text(sentence[i : i + 3])
+        await client.wait_synced()
+        final = client.state.version
+        scores = await client.session.wait_for(
+            lambda m: isinstance(m, Scores) and m.version == final, timeout=20
+        )
+        assert isinstance(scores, Scores)
+        assert scores.overall is not None and 0 <= scores.overall.score <= scores.overall.max
+        assert scores.overall.grade in ("Great", "Medium", "Bad")
+        assert set(scores.traits) == {"content", "structure", "logic", "language", "coherence"}
+        assert all(t.basis.startswith("model:zh-essay@") for t in scores.traits.values())
+        assert scores.stats.sentences == 3 and scores.stats.paragraphs == 1
+        assert client.state.hints_version == final
+        texts = {model_server_text(client, s.start, s.end) for s in client.state.hints.values()}
+        assert texts == set(ESSAY)
+        await client.close()
+
+    run(main())
+
+
+def model_server_text(client: StudentClient, start: int, end: int) -> str:
+    # utf-16 offsets → python indices for comparison
+    from protocol import PositionIndex
+
+    index = PositionIndex(client.state.text, "utf-16")
+    return client.state.text[index.to_code_points(start) : index.to_code_points(end)]
+
+
+def test_an_edit_changes_only_the_edited_sentence(model_server: LiveServer) -> None:
+    async def main() -> None:
+        client = StudentClient(model_server.url, model_server.token("m2"), "essay-m2", lang="zh")
+        await client.connect()
+        await client.replace("".join(ESSAY))
+        await client.wait_synced()
+        await client.session.wait_for(
+            lambda m: isinstance(m, Hints) and m.version == 1 and len(m.sentences) == 3
+        )
+        await client.session.wait_for(lambda m: isinstance(m, Scores) and m.version == 1)
+        # change one character inside the second sentence
+        second = client.state.text.index("困难")
+        await client.change(second, second + 2, "挫折")
+        await client.wait_synced()
+        hints = await client.session.wait_for(lambda m: isinstance(m, Hints) and m.version == 2)
+        assert isinstance(hints, Hints)
+        assert [s.start for s in hints.sentences] == [len(ESSAY[0])]
+        assert len(hints.sentences) == 1 and len(hints.removed) == 1
+        edited = client.state.text[hints.sentences[0].start : hints.sentences[0].end]
+        assert "挫折" in edited
+        assert hints.timing is not None and hints.timing["analysis_ms"] >= 0
+        # moving sentences (typing before them) does not re-run them: ids are content hashes
+        runtime = model_server.runtime
+        misses_before = runtime.models.cache.misses
+        await client.change(0, 0, "\n")
+        await client.wait_synced()
+        hints = await client.session.wait_for(lambda m: isinstance(m, Hints) and m.version == 3)
+        assert isinstance(hints, Hints) and hints.sentences == () and hints.removed == ()
+        assert runtime.models.cache.misses == misses_before
+        await client.close()
+
+    run(main())
+
+
+def test_dismiss_persists_for_the_document(model_server: LiveServer) -> None:
+    async def main() -> None:
+        client = StudentClient(model_server.url, model_server.token("m3"), "essay-m3", lang="zh")
+        await client.connect()
+        await client.replace("我们我们一起去学校,然后然后上课。今天天气很好")
+        await client.wait_synced()
+        hints = await client.session.wait_for(
+            lambda m: isinstance(m, Hints) and any(s.hints for s in m.sentences)
+        )
+        assert isinstance(hints, Hints)
+        target = next(h for s in hints.sentences for h in s.hints)
+        from protocol import Dismiss
+
+        await client.session.send(Dismiss(hint=target.id, id="d1"))
+        update = await client.session.wait_for(lambda m: isinstance(m, Hints))
+        assert isinstance(update, Hints)
+        assert target.id not in {h.id for s in update.sentences for h in s.hints}
+        await client.close()
+        again = StudentClient(model_server.url, model_server.token("m3"), "essay-m3", lang="zh")
+        await again.connect()
+        first = await again.session.wait_for(lambda m: isinstance(m, Hints))
+        assert isinstance(first, Hints)
+        assert target.id not in {h.id for s in first.sentences for h in s.hints}
+        await again.close()
+
+    run(main())
+
+
+def test_misspelling_hint_has_exact_span_and_suggestion(model_server: LiveServer) -> None:
+    """The model flags 错别字 with the character span; the hint carries the fix."""
+
+    async def main() -> None:
+        client = StudentClient(model_server.url, model_server.token("m4"), "essay-m4", lang="zh")
+        await client.connect()
+        await client.replace("只是每个人是如何去看侍的。")
+        await client.wait_synced()
+        hints = await client.session.wait_for(lambda m: isinstance(m, Hints) and m.version == 1)
+        assert isinstance(hints, Hints)
+        spelling = [h for s in hints.sentences for h in s.hints if h.kind == "spelling"]
+        for h in spelling:
+            assert h.end - h.start == 1 and len(h.suggestions) == 1
+            assert client.state.text[h.start] != h.suggestions[0]
+        await client.close()
+
+    run(main())
