@@ -168,12 +168,17 @@ class InferenceScheduler:
     def submit_sentences(
         self, items: Sequence[tuple[Any, int]]
     ) -> list[asyncio.Future[tuple[Any, Timing]]]:
-        """Queue ``(payload, tokens)`` items; all are admitted or none (Overloaded)."""
+        """Queue ``(payload, tokens)`` items; all are admitted or none (Overloaded).
+
+        An empty queue admits any request, so one long document can never be refused
+        forever; otherwise the queue holds at most ``queue_limit`` sentences.
+        """
         loop = asyncio.get_running_loop()
         with self._cond:
             if self._closed:
                 raise Overloaded(1000)
-            if len(self.planner.pending) + len(items) > self.queue_limit:
+            waiting = len(self.planner.pending)
+            if waiting and waiting + len(items) > self.queue_limit:
                 raise Overloaded(max(50, int(len(self.planner.pending) * self._ms_per_sentence)))
             now = self.clock()
             futures = []

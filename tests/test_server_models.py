@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from protocol import Hints, Scores
+from pathlib import Path
+
+from protocol import Error, Hints, Scores
+from server.config import Settings
 from server.wsclient import StudentClient
-from tests.conftest import LiveServer, run
+from tests.conftest import FAST, LiveServer, ThreadServer, run
 
 ESSAY = [
     "人生就像一场旅行，不必在乎目的地，在乎的是沿途的风景。",
@@ -129,3 +132,44 @@ def test_misspelling_hint_has_exact_span_and_suggestion(model_server: LiveServer
         await client.close()
 
     run(main())
+
+
+def test_overload_is_an_explicit_error_and_feedback_follows(tmp_path: Path) -> None:
+    """A full queue answers `overloaded` with retry_after_ms; the edit is kept and analysed later."""
+    # A long batching window keeps the first document's sentences queued, so the others
+    # are refused until it drains.
+    settings = Settings(data_dir=tmp_path, queue_limit=4, batch_window_ms=400, **FAST)
+    with ThreadServer(settings) as live:
+
+        async def main() -> None:
+            errors: list[Error] = []
+            clients = [
+                StudentClient(live.url, live.token(f"o{i}"), f"over-{i}", lang="zh")
+                for i in range(4)
+            ]
+            for c in clients:
+                await c.connect()
+                inner = c.session.on_message
+
+                def spy(m: object, inner: object = inner) -> None:
+                    if isinstance(m, Error):
+                        errors.append(m)
+                    inner(m)  # type: ignore[operator]
+
+                c.session.on_message = spy  # type: ignore[assignment]
+            for i, c in enumerate(clients):
+                await c.replace("".join(f"第{i}篇第{k}句，内容各不相同。" for k in range(4)))
+            for c in clients:
+                await c.wait_synced()
+            for c in clients:  # every draft is analysed in the end
+                await c.session.wait_for(
+                    lambda m: isinstance(m, Hints) and m.version == 1, timeout=30
+                )
+            overloaded = [e for e in errors if e.code == "overloaded"]
+            assert overloaded, errors
+            assert all(e.retry_after_ms and e.retry_after_ms > 0 for e in overloaded)
+            assert all(c.state.synced for c in clients)
+            for c in clients:
+                await c.close()
+
+        run(main())
