@@ -18,6 +18,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from protocol import SUBPROTOCOL
+from server import rules
 from server.auth import mint_token
 from server.clock import LoopClock
 from server.config import Settings
@@ -52,8 +53,7 @@ class Runtime:
     async def start(self) -> None:
         s = self.settings
         if s.dev_mode:
-            for _ in range(2):
-                log.warning(DEV_MODE_WARNING)
+            log.warning(DEV_MODE_WARNING)
         self.store = Store(
             s.data_dir / "inkstone.sqlite3",
             synchronous=s.sqlite_synchronous,
@@ -67,6 +67,7 @@ class Runtime:
 
             self.models = await asyncio.to_thread(ModelService, s, on_batch)
             log.info("models loaded: %s", self.models.describe())
+        await asyncio.to_thread(rules.warm_up)  # jieba's dictionary: ~1 s, not on a request
         self.service = Inkstone(s, self.store, self.models, self.metrics, LoopClock())
         self.sweeper = asyncio.create_task(self._sweep())
         log.info("inkstone ready (backend=%s, data=%s)", s.backend, s.data_dir)
