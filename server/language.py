@@ -13,6 +13,7 @@ resolve ``auto`` again once the student has written something.
 
 from __future__ import annotations
 
+import re
 from typing import Final, Literal
 
 __all__ = ["ZH_SHARE_THRESHOLD", "cjk_share", "detect_lang", "is_cjk"]
@@ -51,22 +52,17 @@ def is_cjk(ch: str) -> bool:
     return any(lo <= cp <= hi for lo, hi in _CJK_RANGES)
 
 
-def _is_latin_letter(ch: str) -> bool:
-    # Basic Latin, Latin-1, Latin Extended-A/B and fullwidth Latin letters.
-    return ch.isalpha() and (ord(ch) < 0x250 or 0xFF21 <= ord(ch) <= 0xFF5A)
+_CJK_RE: Final = re.compile("[" + "".join(f"{chr(lo)}-{chr(hi)}" for lo, hi in _CJK_RANGES) + "]")
+# Basic Latin, Latin-1 letters (not × ÷), Latin Extended-A/B, fullwidth Latin.
+_LATIN_RE: Final = re.compile(
+    "[A-Za-z\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u024f\uff21-\uff3a\uff41-\uff5a]"
+)
 
 
 def cjk_share(text: str) -> float | None:
     """CJK ideographs / (CJK ideographs + Latin letters); ``None`` when there are none."""
-    cjk = latin = 0
-    for ch in text:
-        if ch.isascii():
-            if ch.isalpha():
-                latin += 1
-        elif is_cjk(ch):
-            cjk += 1
-        elif _is_latin_letter(ch):
-            latin += 1
+    cjk = len(_CJK_RE.findall(text))
+    latin = len(_LATIN_RE.findall(text))
     total = cjk + latin
     return None if total == 0 else cjk / total
 

@@ -109,6 +109,7 @@ _MAYBE_FINAL = frozenset(
 _DOTTED_ACRONYM = re.compile(r"(?:[A-Za-z]\.)+[A-Za-z]")
 _ROMAN = re.compile(r"[IVXivx]{1,4}")
 _MAX_TOKEN = 12
+_TOKEN_BEFORE = re.compile(r"[A-Za-z0-9.０-９]+\Z")
 
 
 def paragraphs(text: str) -> list[tuple[int, int]]:
@@ -150,7 +151,7 @@ def _sentences(text: str, start: int, end: int) -> list[tuple[int, int]]:
     scan_from = start
     for m in _TERMINATOR_RUN.finditer(text, start, end):
         a = m.start()
-        if a < scan_from or _inside(protected, a):
+        if a < scan_from or (protected and _inside(protected, a)):
             continue
         b = _absorb_closers(text, m.end(), end, sent_start)
         scan_from = b
@@ -223,14 +224,18 @@ def _next_visible(text: str, pos: int, end: int) -> str:
 
 def _is_boundary(text: str, sent_start: int, a: int, run_end: int, b: int, end: int) -> bool:
     """Whether the terminator run ``text[a:run_end]`` (+ closers up to ``b``) ends a sentence."""
+    if b == run_end == a + 1 and b < end and text[a] in _PERIODS:
+        following = text[b]
+        if following.isdigit() or _is_token_char(following):
+            return False  # 3.14, ３．１４, example.com, e.g (inner dot)
     nxt = _next_visible(text, b, end)
     if nxt in _CONTINUATION:
         return False
-    run = text[a:run_end]
     closers = text[run_end:b]
     if closers and _closes_inner_bracket(text, sent_start, a, closers):
         return False
-    if any(ch in _STRONG for ch in run):
+    run = text[a:run_end]
+    if (run in _STRONG) if len(run) == 1 else any(ch in _STRONG for ch in run):
         # "Stop!" he said. — a quote closed and the sentence goes on in lowercase.
         return not (closers and closers[-1] in "\"'”’" and _is_lower_latin(nxt))
     if _ELLIPSIS in run or len(run) >= 2:
@@ -270,10 +275,8 @@ def _is_token_char(ch: str) -> bool:
 def _period_is_boundary(text: str, sent_start: int, a: int, b: int, end: int, nxt: str) -> bool:
     following = text[a + 1] if a + 1 < end else ""
     # Token before the period: letters, digits and inner dots ("e.g", "U.S", "3", "Mr").
-    t = a
-    limit = max(sent_start, a - _MAX_TOKEN)
-    while t > limit and _is_token_char(text[t - 1]):
-        t -= 1
+    m = _TOKEN_BEFORE.search(text, max(sent_start, a - _MAX_TOKEN), a)
+    t = m.start() if m else a
     token = text[t:a]
     at_sentence_start = t == sent_start
     if (
@@ -286,8 +289,6 @@ def _period_is_boundary(text: str, sent_start: int, a: int, b: int, end: int, nx
         )
     ):
         return False  # list marker: "1.", "a.", "IV."
-    if b == a + 1 and following and (following.isdigit() or _is_token_char(following)):
-        return False  # 3.14, ３．１４, example.com, e.g (inner dot)
     if b == a + 1 and _is_cjk_like(following):
         return True  # half-width period in Chinese text
     if not token or not token[-1].isalpha():
