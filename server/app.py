@@ -58,6 +58,7 @@ class Runtime:
             s.data_dir / "inkstone.sqlite3",
             synchronous=s.sqlite_synchronous,
             snapshot_every=s.snapshot_every,
+            max_pages=s.sqlite_max_pages,
         )
         if self.load_models:
             from server.models import ModelService

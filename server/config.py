@@ -38,6 +38,7 @@ class Settings:
     # Storage.
     snapshot_every: int = 100  # edits between full-text snapshots
     sqlite_synchronous: str = "NORMAL"  # WAL + NORMAL survives kill -9 of the process
+    sqlite_max_pages: int = 0  # >0 caps the database size (pages): simulates a full disk
     idle_after_s: float = 60.0  # presence "idle" after this long without edits
     log_json: bool = False
 

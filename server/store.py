@@ -94,7 +94,14 @@ def apply_logged(text: str, op: str, payload: bytes) -> str:
 
 
 class Store:
-    def __init__(self, path: Path, *, synchronous: str = "NORMAL", snapshot_every: int = 100):
+    def __init__(
+        self,
+        path: Path,
+        *,
+        synchronous: str = "NORMAL",
+        snapshot_every: int = 100,
+        max_pages: int = 0,
+    ) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.snapshot_every = snapshot_every
@@ -103,6 +110,12 @@ class Store:
         self.db.execute(f"PRAGMA synchronous={synchronous}")
         self.db.execute("PRAGMA busy_timeout=2000")
         self.db.executescript(SCHEMA)
+        if max_pages > 0:
+            self.set_max_pages(max_pages)
+
+    def set_max_pages(self, pages: int) -> None:
+        """Cap the database at ``pages`` pages (writes beyond fail as if the disk were full)."""
+        self.db.execute(f"PRAGMA max_page_count={int(pages)}")
 
     # ------------------------------------------------------------ writes
 
