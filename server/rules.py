@@ -485,8 +485,8 @@ def _en_spacing(s: str) -> list[RuleHint]:
     for m in _SPACE_BEFORE.finditer(s):
         mark = m.group(1)
         after = s[m.end() : m.end() + 1]
-        if mark == "." and (after == "." or after.isdigit()):
-            continue  # " ..." ellipsis, " .5"
+        if mark == "." and (after == "." or after.isdigit() or s[m.end() : m.end() + 2] == " ."):
+            continue  # " ..." and " . . ." ellipses, " .5"
         if mark == ":" and after and not after.isspace():
             continue  # emoticons ":)" and times/ratios
         hints.append(

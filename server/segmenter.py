@@ -61,7 +61,8 @@ _STRONG = frozenset("。！？!?；;‼⁇⁈⁉｡")
 _ELLIPSIS = "…"
 _PERIODS = frozenset(".．")
 _TERMINATORS = _STRONG | _PERIODS | {_ELLIPSIS}
-_TERMINATOR_RUN = re.compile(r"[。！？!?；;‼⁇⁈⁉｡.．…]+")
+# A spaced ellipsis ". . ." (MLA style) is one run.
+_TERMINATOR_RUN = re.compile(r"\.(?: \.)+|[。！？!?；;‼⁇⁈⁉｡.．…]+")
 
 # Closing characters that attach to a preceding terminator; the value is the opener.
 _BRACKET_CLOSERS = {
@@ -99,7 +100,7 @@ _BEFORE_NUMBER = frozenset(
     {
         "No", "no", "Nos", "Fig", "fig", "Figs", "Vol", "vol", "p", "pp", "Ch", "ch",
         "Sec", "sec", "Art", "Eq", "eq", "Ex", "Jan", "Feb", "Mar", "Apr", "Jun", "Jul",
-        "Aug", "Sep", "Sept", "Oct", "Nov", "Dec", "Op", "op",
+        "Aug", "Sep", "Sept", "Oct", "Nov", "Dec", "Op", "op", "par", "Par", "para", "pg",
     }
 )  # fmt: skip
 # Abbreviations that may end a sentence: final only before an uppercase/CJK start.

@@ -344,9 +344,8 @@ def test_space_before_punctuation() -> None:
         (10, 11, ("",)),
         (19, 20, ("",)),
     ]
-    assert (
-        hints("He said ... nothing at 10 :30 :) .5 more.", "en", "space_before_punctuation") == []
-    )
+    for s in ["He said ... nothing at 10 :30 :) .5 more.", "A rock . . . which looks odd."]:
+        assert hints(s, "en", "space_before_punctuation") == [], s
 
 
 def test_long_sentence_en() -> None:

@@ -61,6 +61,8 @@ CASES: list[tuple[str, list[str] | None]] = [
     ("See Fig. 3 on Jan. 5 at 9 a.m. sharp.", None),
     ("Wait... what? I thought... Maybe not.", ["Wait... what?", "I thought...", "Maybe not."]),
     ("Well… maybe so. Fine…", ["Well… maybe so.", "Fine…"]),
+    ("A rock . . . which looks odd. . . . Then", ["A rock . . . which looks odd. . . .", "Then"]),
+    ("It says so (par. 3). Yes.", ["It says so (par. 3).", "Yes."]),
     ('"Stop!" he said. "Why?" she asked.', ['"Stop!" he said.', '"Why?" she asked.']),
     ('"Stop!""Why?"', ['"Stop!"', '"Why?"']),
     ('He said "Hi." Then he left.', ['He said "Hi."', "Then he left."]),
