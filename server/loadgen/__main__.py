@@ -1,0 +1,5 @@
+import sys
+
+from server.loadgen.run import cli
+
+sys.exit(cli())
