@@ -83,6 +83,12 @@ def _client(args: argparse.Namespace) -> int:
     return asyncio.run(stream_file(args))
 
 
+def _loadgen(args: argparse.Namespace) -> int:
+    from server.loadgen.run import main as loadgen_main
+
+    return loadgen_main(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="inkstone", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -118,6 +124,12 @@ def build_parser() -> argparse.ArgumentParser:
     client.add_argument("--lang", default="auto", choices=("zh", "en", "auto"))
     client.add_argument("--cps", type=float, default=20.0, help="characters per second")
     client.set_defaults(func=_client)
+
+    from server.loadgen.options import add_arguments as loadgen_arguments  # argparse only
+
+    loadgen = sub.add_parser("loadgen", help="simulated students and teachers against a server")
+    loadgen_arguments(loadgen)
+    loadgen.set_defaults(func=_loadgen)
     return parser
 
 
