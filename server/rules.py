@@ -148,12 +148,13 @@ ZH_LONG_SENTENCE: Final = 80  # characters (a Latin word counts as one)
 EN_LONG_SENTENCE: Final = 40  # words
 OVERUSE_THRESHOLD: Final = 3
 
-_END_MARKS: Final = frozenset("。！？!?；;….．‼⁇⁈⁉｡：:—～~")
+_END_MARKS: Final = frozenset("。！？!?；;….．‼⁇⁈⁉｡：:—～~·⋯")
 _CLOSERS: Final = frozenset("”’」』）)]】》〉〕〗｝}\"'")
 _TERMINATORS: Final = frozenset("。！？!?；;….．‼⁇⁈⁉｡")
 _ZH_PUNCT: Final = frozenset("。，、；：！？…—“”‘’「」『』（）《》〈〉【】〔〕〖〗")
 _FULLWIDTH: Final = {",": "，", ".": "。", "?": "？", "!": "！", ":": "：", ";": "；"}
-_BRACKETS: Final = {"（": "）", "(": ")", "【": "】", "[": "]", "《": "》", "〈": "〉", "｛": "｝"}
+_BRACKETS: Final = {"（": "）", "【": "】", "[": "]", "《": "》", "〈": "〉", "{": "}"}
+_BRACKET_WIDTH: Final = {"(": "（", ")": "）", "［": "[", "］": "]", "｛": "{", "｝": "}"}
 _QUOTES: Final = {"“": "”", "‘": "’", "「": "」", "『": "』"}
 
 
@@ -259,6 +260,10 @@ _NO_REDUPLICATION_TAGS: Final = frozenset(
 )
 # Single characters whose doubling is almost always a typo (的的, 了了, 是是).
 _DOUBLE_CHAR_TYPOS: Final = frozenset("的了是在和与及就也都很吗呢被从给向")
+# Pronouns that legitimately double as placeholders or fillers: 什么什么, 哪里哪里, 这个这个.
+_PLACEHOLDER_WORDS: Final = frozenset(
+    {"什么", "哪里", "哪儿", "这样", "那样", "怎样", "怎么", "如此", "某某", "多少", "这个", "那个"}
+)
 _CONNECTIVES: Final = ("然后", "接着", "于是", "后来")
 _CJK_REPEAT: Final = re.compile(r"([\u3400-\u9fff]{1,6})\1")
 
@@ -294,18 +299,24 @@ def _zh_repeated_tokens(
         run = j - i
         if run >= 2 and all(is_cjk(ch) for ch in word):
             end = tokens[j - 1][2]
-            if _is_typo_repeat(s, word, start, end, run, tags):
+            following = tokens[j][0] if j < len(tokens) else ""
+            if _is_typo_repeat(s, word, start, end, run, tags, following):
                 hints.append(_hint("repeated_word", "zh", start, end, (word,), word=word))
         i = j
     return hints
 
 
 def _is_typo_repeat(
-    s: str, word: str, start: int, end: int, run: int, tags: dict[str, str]
+    s: str, word: str, start: int, end: int, run: int, tags: dict[str, str], following: str
 ) -> bool:
     if len(word) >= 2:
-        # 大口大口地吃, 一步一步的: reduplication used adverbially.
-        return tags.get(word) in _NO_REDUPLICATION_TAGS and s[end : end + 1] not in ("地", "的")
+        tag = tags.get(word, "")
+        if tag not in _NO_REDUPLICATION_TAGS or word in _PLACEHOLDER_WORDS:
+            return False
+        if following in ("地", "的"):
+            return False  # 大口大口地吃, 一步一步的: reduplication used adverbially
+        # 评论评论你们: a noun-tagged word used as a verb, with a pronoun object
+        return not (tag.startswith("n") and tags.get(following) == "r")
     if run != 2 or word not in _DOUBLE_CHAR_TYPOS:
         return False  # 是是是 (agreement) or a character outside the list
     # AABB reduplication of a two-character word: 的的确确, 实实在在, 地地道道.
@@ -379,7 +390,10 @@ def _zh_space_between_cjk(s: str) -> list[RuleHint]:
     hints = []
     for m in re.finditer(r"\s+", s):
         a, b = m.span()
-        if a > 0 and b < len(s) and _is_zh_context(s[a - 1]) and _is_zh_context(s[b]):
+        before, after = s[a - 1 : a], s[b : b + 1]
+        if before in ("—", "") or after in ("—", ""):
+            continue  # "——　鲁迅": spacing around a dash is a typographic choice
+        if _is_zh_context(before) and _is_zh_context(after):
             hints.append(_hint("space_between_cjk", "zh", a, b, ("",)))
     return hints
 
@@ -413,6 +427,10 @@ _A_VOWEL_LETTER: Final = (
     "unilateral", "unison", "use", "usu", "usur", "uten", "util", "utop", "uter", "uri",
     "ura", "ure", "uku", "ukr", "ubiq", "eu", "ewe", "one-", "ouija",
 )  # fmt: skip
+_NOT_AFTER_ARTICLE: Final = frozenset(
+    {"of", "and", "or", "is", "are", "was", "were", "if", "as", "at", "on", "it", "its",
+     "to", "the", "an", "a", "up", "such", "so", "but", "by", "for", "from", "with"}
+)  # fmt: skip
 _AN_U: Final = ("un", "up", "ug", "ul", "um", "ush", "udd", "urb", "urg", "utt", "ult")
 
 
@@ -421,6 +439,8 @@ def _article_for(word: str) -> str | None:
     if len(word) < 2 or word.isupper() or (not word.isalpha() and "-" not in word):
         return None  # letters and acronyms are read by name: "an FBI agent", "a B"
     w = word.lower()
+    if w in _NOT_AFTER_ARTICLE:
+        return None  # "a of couple", "unfair an pretty": a typo of another kind
     if w in ("one", "once") or w.startswith(_A_VOWEL_LETTER):
         return "a"
     first = w[0]
@@ -545,7 +565,8 @@ def _unbalanced(s: str, lang: Lang, *, finished: bool, last_in_text: bool) -> li
     for pairs, code in ((_BRACKETS, "unbalanced_bracket"), (_QUOTES, "unbalanced_quote")):
         closers = {c: o for o, c in pairs.items()}
         stack: list[tuple[str, int]] = []
-        for i, ch in enumerate(s):
+        for i, raw in enumerate(s):
+            ch = _BRACKET_WIDTH.get(raw, raw)  # （4) is mixed-width, not unmatched
             if ch in pairs:
                 stack.append((ch, i))
             elif ch in closers:
@@ -554,13 +575,13 @@ def _unbalanced(s: str, lang: Lang, *, finished: bool, last_in_text: bool) -> li
                 elif not stack or all(o != closers[ch] for o, _ in stack):
                     if i >= tail or _is_list_marker(s, i):
                         continue
-                    hints.append(_hint(code, lang, i, i + 1, mark=ch, side="后"))
+                    hints.append(_hint(code, lang, i, i + 1, mark=raw, side="后"))
         if code == "unbalanced_bracket":
             report_open = (ends_with_terminator and not last_in_text) or finished
         else:
             report_open = finished
         if report_open:
-            hints += [_hint(code, lang, i, i + 1, mark=o, side="前") for o, i in stack]
+            hints += [_hint(code, lang, i, i + 1, mark=s[i], side="前") for _, i in stack]
     return hints
 
 

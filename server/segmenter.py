@@ -58,11 +58,12 @@ _LINE_BREAK = re.compile(r"\r\n|[\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
 _NON_SPACE = re.compile(r"\S")
 
 _STRONG = frozenset("。！？!?；;‼⁇⁈⁉｡")
-_ELLIPSIS = "…"
+_ELLIPSES = frozenset("…⋯·")
 _PERIODS = frozenset(".．")
-_TERMINATORS = _STRONG | _PERIODS | {_ELLIPSIS}
+_TERMINATORS = _STRONG | _PERIODS | frozenset("…⋯")
 # A spaced ellipsis ". . ." (MLA style) is one run.
-_TERMINATOR_RUN = re.compile(r"\.(?: \.)+|[。！？!?；;‼⁇⁈⁉｡.．…]+")
+# "······" (middle dots) and "⋯" are how many students type an ellipsis.
+_TERMINATOR_RUN = re.compile(r"\.(?: \.)+|·{2,}|[。！？!?；;‼⁇⁈⁉｡.．…⋯]+")
 
 # Closing characters that attach to a preceding terminator; the value is the opener.
 _BRACKET_CLOSERS = {
@@ -79,6 +80,7 @@ _BRACKET_CLOSERS = {
     "｝": "｛",
 }
 _QUOTE_CLOSERS = frozenset("”’」』﹂﹄")
+_QUOTE_OPENER = {"”": "“", "’": "‘", "」": "「", "』": "『"}
 _CONTINUATION = frozenset("，,、：:")
 _OPENERS = frozenset("“‘「『﹁﹃\"'([（［【《〈〔〖{｛")
 
@@ -208,6 +210,17 @@ def _absorb_closers(text: str, pos: int, end: int, sent_start: int) -> int:
                 pos += 1
             else:
                 break
+        elif ch.isspace():
+            # "我会想你的。 ”" — a stray space before the quote that closes this sentence.
+            q = pos + 1
+            while q < end and text[q].isspace():
+                q += 1
+            opener = _QUOTE_OPENER.get(text[q]) if q < end else None
+            if opener is None or text.count(opener, sent_start, pos) <= text.count(
+                text[q], sent_start, pos
+            ):
+                break
+            pos = q + 1
         else:
             break
     return pos
@@ -239,7 +252,7 @@ def _is_boundary(text: str, sent_start: int, a: int, run_end: int, b: int, end: 
     if (run in _STRONG) if len(run) == 1 else any(ch in _STRONG for ch in run):
         # "Stop!" he said. — a quote closed and the sentence goes on in lowercase.
         return not (closers and closers[-1] in "\"'”’" and _is_lower_latin(nxt))
-    if _ELLIPSIS in run or len(run) >= 2:
+    if len(run) >= 2 or run in _ELLIPSES:
         return not (_is_lower_latin(nxt) or nxt.isdigit())
     return _period_is_boundary(text, sent_start, a, b, end, nxt)
 

@@ -116,6 +116,11 @@ def test_repeated_word_zh() -> None:
         "非常非常好。",
         "一个一个地走。",
         "是是是，你说得对。",
+        "这道题要注意什么什么点。",
+        "哪里哪里，不敢当！",
+        "我就不能评论评论你们吗？",
+        "他大口大口地吃饭。",
+        "谢谢谢谢！",
     ],
 )
 def test_repeated_word_zh_negative(sentence: str) -> None:
@@ -190,6 +195,7 @@ def test_unbalanced_bracket() -> None:
     assert spans("我读了《西游记，很好看。", "zh", "unbalanced_bracket") == [("《", ())]
     assert spans("他（其实来了。", "zh", "unbalanced_bracket") == [("（", ())]
     assert spans("他其实）来了。", "zh", "unbalanced_bracket") == [("）", ())]
+    assert hints("我来自初二（4)班。", "zh", "unbalanced_bracket", is_last_in_paragraph=True) == []
     [h] = hints("It (was fine.", "en", "unbalanced_bracket")
     assert h.message == "Unmatched bracket “(”."
 
@@ -201,6 +207,7 @@ def test_unbalanced_bracket_negative() -> None:
         ("We need 1) money 2) time.", "en"),
         ("他（正在写", "zh"),  # still typing: the last sentence of the text
         ("(He was late.)", "en"),
+        ("我来自初二（4)班。", "zh"),
     ]:
         assert hints(s, lang, "unbalanced_bracket", is_last_in_text=True) == [], s
 
@@ -212,6 +219,11 @@ def test_space_between_cjk() -> None:
         (7, 8, ("",)),
     ]
     assert hints("我喜欢 Harry Potter 这本书。", "zh", "space_between_cjk") == []
+
+
+def test_space_between_cjk_negative() -> None:
+    for s in ["真正的勇士——　鲁迅", "他说—— 好的。", "中文 English 中文。"]:
+        assert hints(s, "zh", "space_between_cjk") == [], s
 
 
 def test_overused_connective() -> None:
@@ -301,6 +313,7 @@ def test_a_an(sentence: str, flagged: str, fix: str) -> None:
         "Plan A is good.",
         "It was a historic day and an historic day.",
         "I got a B and an x-ray.",
+        "I bought a of couple pens.",
     ],
 )
 def test_a_an_negative(sentence: str) -> None:
