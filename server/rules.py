@@ -113,7 +113,7 @@ MESSAGES: Final[dict[str, dict[str, str]]] = {
     },
     "unbalanced_quote": {
         "zh": "这个{side}引号没有配对。",
-        "en": "Unmatched quotation mark “{mark}”.",
+        "en": "This {side} quotation mark has no partner.",
     },
     "halfwidth_punctuation": {
         "zh": "中文句子里应使用全角标点“{full}”，而不是半角的“{half}”。",
@@ -156,6 +156,8 @@ _FULLWIDTH: Final = {",": "，", ".": "。", "?": "？", "!": "！", ":": "：",
 _BRACKETS: Final = {"（": "）", "【": "】", "[": "]", "《": "》", "〈": "〉", "{": "}"}
 _BRACKET_WIDTH: Final = {"(": "（", ")": "）", "［": "[", "］": "]", "｛": "{", "｝": "}"}
 _QUOTES: Final = {"“": "”", "‘": "’", "「": "」", "『": "』"}
+_EN_QUOTES: Final = {"“": "”"}  # ‘’ double as apostrophes in English
+_SIDES: Final = {"zh": ("前", "后"), "en": ("opening", "closing")}
 
 
 def _hint(
@@ -378,7 +380,7 @@ def _zh_halfwidth(s: str) -> list[RuleHint]:
 
 
 def _zh_mixed_quotes(s: str) -> list[RuleHint]:
-    curly = next((i for i, ch in enumerate(s) if ch in "“”‘’"), -1)
+    curly = next((i for i, ch in enumerate(s) if ch in "“”‘’" and not _is_apostrophe(s, i)), -1)
     corner = next((i for i, ch in enumerate(s) if ch in "「」『』"), -1)
     if curly < 0 or corner < 0:
         return []
@@ -562,11 +564,16 @@ def _unbalanced(s: str, lang: Lang, *, finished: bool, last_in_text: bool) -> li
     hints: list[RuleHint] = []
     tail = _closing_tail_start(s)
     ends_with_terminator = any(ch in _TERMINATORS for ch in s[tail:])
-    for pairs, code in ((_BRACKETS, "unbalanced_bracket"), (_QUOTES, "unbalanced_quote")):
+    quotes = _QUOTES if lang == "zh" else _EN_QUOTES
+    if '"' in s:
+        quotes = {}  # ASCII quotes pair with anything ("血槽”): not certain enough
+    for pairs, code in ((_BRACKETS, "unbalanced_bracket"), (quotes, "unbalanced_quote")):
         closers = {c: o for o, c in pairs.items()}
         stack: list[tuple[str, int]] = []
         for i, raw in enumerate(s):
             ch = _BRACKET_WIDTH.get(raw, raw)  # （4) is mixed-width, not unmatched
+            if ch == "’" and _is_apostrophe(s, i):
+                continue
             if ch in pairs:
                 stack.append((ch, i))
             elif ch in closers:
@@ -575,14 +582,21 @@ def _unbalanced(s: str, lang: Lang, *, finished: bool, last_in_text: bool) -> li
                 elif not stack or all(o != closers[ch] for o, _ in stack):
                     if i >= tail or _is_list_marker(s, i):
                         continue
-                    hints.append(_hint(code, lang, i, i + 1, mark=raw, side="后"))
+                    side = _SIDES[lang][1]
+                    hints.append(_hint(code, lang, i, i + 1, mark=raw, side=side))
         if code == "unbalanced_bracket":
             report_open = (ends_with_terminator and not last_in_text) or finished
         else:
             report_open = finished
         if report_open:
-            hints += [_hint(code, lang, i, i + 1, mark=s[i], side="前") for _, i in stack]
+            side = _SIDES[lang][0]
+            hints += [_hint(code, lang, i, i + 1, mark=s[i], side=side) for _, i in stack]
     return hints
+
+
+def _is_apostrophe(s: str, i: int) -> bool:
+    """``’`` in don’t, Harry’s, students’ (after a Latin letter)."""
+    return i > 0 and s[i - 1].isascii() and s[i - 1].isalpha()
 
 
 def _is_list_marker(s: str, i: int) -> bool:

@@ -171,6 +171,7 @@ def test_mixed_quotes() -> None:
     assert (h.start, h.end, h.kind) == (s.index("「"), s.index("「") + 1, "punctuation")
     assert hints("他说：“走吧”，她说：“好”。", "zh", "mixed_quotes") == []
     assert hints("「他说：『走吧』。」", "zh", "mixed_quotes") == []
+    assert hints("「我喜欢Harry’s书。」", "zh", "mixed_quotes") == []
 
 
 def test_unbalanced_quote() -> None:
@@ -183,6 +184,18 @@ def test_unbalanced_quote() -> None:
     assert hints(s, "zh", "unbalanced_quote", is_last_in_paragraph=True, is_last_in_text=True) == []
     [h] = hints(s, "zh", "unbalanced_quote", is_last_in_paragraph=True)
     assert (h.start, h.end, h.message) == (3, 4, "这个前引号没有配对。")
+
+
+def test_unbalanced_quote_negative_apostrophes_and_ascii() -> None:
+    for s, lang in [
+        ("I don’t know.", "en"),
+        ("The students’ books are here.", "en"),
+        ("我喜欢Harry’s书。", "zh"),
+        ('他说"血槽”空了。', "zh"),
+    ]:
+        assert hints(s, lang, "unbalanced_quote", is_last_in_paragraph=True) == [], s
+    [h] = hints("He said “no.", "en", "unbalanced_quote", is_last_in_paragraph=True)
+    assert h.message == "This opening quotation mark has no partner."
 
 
 def test_unbalanced_quote_negative() -> None:
