@@ -6,27 +6,25 @@ for precision over recall: a false alarm annoys a student more than a missed one
 so each rule stays silent where the text is ambiguous (legitimate reduplication
 such as 高高兴兴/讨论讨论, decimals, list markers, English letter names, ...).
 
-Rule codes (kind / severity):
+Rule codes — ``code``: kind, severity, languages:
 
-=========================  ===========  =================  =======
-code                       kind         severity           langs
-=========================  ===========  =================  =======
-repeated_word              grammar      warning            zh, en
-long_sentence              length       info; warning >1.5x zh, en
-missing_end_punctuation    punctuation  warning            zh, en
-repeated_punctuation       punctuation  info (！！) / warning (。。)  zh, en
-unbalanced_bracket         punctuation  warning            zh, en
-unbalanced_quote           punctuation  warning            zh, en
-halfwidth_punctuation      punctuation  warning            zh
-mixed_quotes               punctuation  info               zh
-space_between_cjk          punctuation  warning            zh
-overused_connective        style        info               zh
-a_an                       grammar      error              en
-lowercase_start            spelling     warning            en
-lowercase_i                spelling     error              en
-double_space               punctuation  info               en
-space_before_punctuation   punctuation  warning            en
-=========================  ===========  =================  =======
+* ``repeated_word``: grammar, warning, zh/en — 我们我们, 的的, "the the"
+* ``long_sentence``: length, info (warning beyond 1.5x the limit), zh/en —
+  more than 80 characters (a Latin word counts as one) / 40 words
+* ``missing_end_punctuation``: punctuation, warning, zh/en — the last sentence of a
+  finished paragraph (never the last sentence of the text); titles are spared
+* ``repeated_punctuation``: punctuation, info for ！！/？？, warning for 。。/，，, zh/en
+* ``unbalanced_bracket``: punctuation, warning, zh/en
+* ``unbalanced_quote``: punctuation, warning, zh/en (curly/corner quotes only)
+* ``halfwidth_punctuation``: punctuation, warning, zh — , . ? ! : ; next to Chinese
+* ``mixed_quotes``: punctuation, info, zh — “” and 「」 in one sentence
+* ``space_between_cjk``: punctuation, warning, zh
+* ``overused_connective``: style, info, zh — 然后/接着/于是/后来 three times or more
+* ``a_an``: grammar, error, en
+* ``lowercase_start``: spelling, warning, en
+* ``lowercase_i``: spelling, error, en
+* ``double_space``: punctuation, info, en
+* ``space_before_punctuation``: punctuation, warning, en
 
 的/地/得 is deliberately not checked: no rule we could write is precise enough.
 
