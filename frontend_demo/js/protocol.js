@@ -282,6 +282,7 @@ export class Connection extends EventTarget {
     this.state = "idle";
     this.attempt = 0;
     this.stopped = false;
+    this.paused = false;
     this.everLive = false;
     /** @type {ReturnType<typeof setTimeout>|undefined} */
     this.retryTimer = undefined;
@@ -305,7 +306,7 @@ export class Connection extends EventTarget {
 
   open() {
     clearTimeout(this.retryTimer);
-    if (this.stopped) return;
+    if (this.stopped || this.paused) return;
     this.setState(this.everLive ? "reconnecting" : "connecting");
     let ws;
     try {
@@ -354,7 +355,7 @@ export class Connection extends EventTarget {
   }
 
   scheduleRetry() {
-    if (this.stopped) return;
+    if (this.stopped || this.paused) return;
     this.attempt += 1;
     const base = Math.min(this.maxBackoffMs, this.minBackoffMs * 2 ** (this.attempt - 1));
     const delay = Math.round(base / 2 + Math.random() * (base / 2));
@@ -387,6 +388,23 @@ export class Connection extends EventTarget {
     clearInterval(this.pingTimer);
     this.dispatchEvent(new CustomEvent("close", { detail: { code: 4000, reason: "dropped" } }));
     this.scheduleRetry();
+  }
+
+  /** Go offline on purpose (tests, demos): close the socket and hold reconnects until {@link resume}. */
+  pause() {
+    this.paused = true;
+    clearTimeout(this.retryTimer);
+    const ws = this.ws;
+    this.ws = null;
+    clearInterval(this.pingTimer);
+    if (ws) { ws.onclose = null; ws.close(4001, "paused"); }
+    this.setState("offline");
+  }
+
+  resume() {
+    this.paused = false;
+    this.attempt = 0;
+    this.open();
   }
 
   get isOpen() { return !!this.ws && this.ws.readyState === WebSocket.OPEN; }
@@ -481,7 +499,7 @@ export class DocumentSession extends EventTarget {
   }
 
   /** Local changes not yet acknowledged by the server. */
-  get queued() { return this.pending.length + (this.draft.length || this.needResync ? 1 : 0); }
+  get queued() { return this.pending.length + this.draft.length + (this.needResync ? 1 : 0); }
 
   /** True when every local change is acknowledged. */
   get synced() { return this.pending.length === 0 && this.draft.length === 0 && this.text === this.confirmedText; }

@@ -1,0 +1,371 @@
+"""The demo pages in a real browser: Debian's chromium driven by Playwright (no downloads).
+
+Skipped only when chromium or playwright is missing *and* ``CI`` is not ``"true"``;
+in CI they must run (``.ci/run`` installs both).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import LiveServer
+
+CHROMIUM = Path(os.environ.get("INKSTONE_CHROMIUM", "/usr/bin/chromium"))
+IN_CI = os.environ.get("CI") == "true"
+try:
+    from playwright.sync_api import Page, sync_playwright
+
+    HAVE_PLAYWRIGHT = True
+except ImportError:  # pragma: no cover - depends on the machine
+    if IN_CI:
+        raise
+    HAVE_PLAYWRIGHT = False
+
+pytestmark = [pytest.mark.browser]
+if not IN_CI and (not HAVE_PLAYWRIGHT or not CHROMIUM.exists()):
+    pytestmark.append(
+        pytest.mark.skip(reason="needs /usr/bin/chromium and the playwright package (CI runs these)")
+    )
+
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+TIMEOUT_MS = 15_000
+
+
+# ---------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+class Tab:
+    """One page plus everything it logged, so tests can insist on a clean console."""
+
+    def __init__(self, page: Page) -> None:
+        self.page = page
+        self.errors: list[str] = []
+        self.frames_sent: list[str] = []
+        page.set_default_timeout(TIMEOUT_MS)
+        page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: self.errors.append(str(e)))
+        page.on("websocket", self._on_socket)
+
+    def _on_socket(self, ws: Any) -> None:
+        ws.on("framesent", lambda payload: self.frames_sent.append(str(payload)))
+
+    def js(self, expression: str, arg: Any = None) -> Any:
+        return self.page.evaluate(expression, arg)
+
+    def wait(self, expression: str, arg: Any = None, timeout: int = TIMEOUT_MS) -> Any:
+        return self.page.wait_for_function(expression, arg=arg, timeout=timeout).json_value()
+
+
+@pytest.fixture
+def tabs(browser: Any) -> Iterator[Callable[[], Tab]]:
+    contexts: list[Any] = []
+    made: list[Tab] = []
+
+    def new_tab() -> Tab:
+        context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="zh-CN")
+        contexts.append(context)
+        tab = Tab(context.new_page())
+        made.append(tab)
+        return tab
+
+    yield new_tab
+    for context in contexts:
+        context.close()
+    errors = [e for tab in made for e in tab.errors]
+    assert not errors, f"console errors: {errors}"
+
+
+def open_student(tab: Tab, server: LiveServer, user: str = "s1", doc: str | None = None) -> None:
+    query = f"token={server.token(user)}" + (f"&doc={doc}" if doc else "")
+    tab.page.goto(f"{server.http}/?{query}")
+    tab.page.wait_for_selector("#conn[data-state=live]")
+    tab.page.wait_for_function("!document.getElementById('editor').readOnly")
+    tab.page.click("#editor")
+
+
+def server_text(server: LiveServer, doc: str) -> str | None:
+    d = server.runtime.service.documents.get(doc)
+    if d is not None:
+        return str(d.text)
+    stored = server.runtime.store.load(doc)
+    return None if stored is None else str(stored.text)
+
+
+def wait_server_text(server: LiveServer, doc: str, expected: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while server_text(server, doc) != expected:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"server text {server_text(server, doc)!r} != {expected!r}")
+        time.sleep(0.02)
+
+
+SYNCED = "window.inkstone.session.synced && window.inkstone.session.conn.state === 'live'"
+EDITOR = "document.getElementById('editor').value"
+# the overlay text (without its trailing zero-width space) equals the textarea's
+OVERLAY_MATCHES = (
+    "document.getElementById('backdrop').textContent.replace(/\\u200b$/, '') === " + EDITOR
+)
+
+
+def mark_texts(tab: Tab, cls: str) -> list[str]:
+    return tab.js(
+        "(cls) => [...document.querySelectorAll('#backdrop mark.' + cls)].map((m) => m.textContent)",
+        cls,
+    )
+
+
+def hint_spans(tab: Tab) -> list[dict[str, Any]]:
+    """Every hint the page holds, with the text its (mapped) range covers right now."""
+    return tab.js(
+        """() => { const v = document.getElementById('editor').value;
+        return window.inkstone.session.hints.hints().map((h) => ({id: h.id, code: h.code,
+          kind: h.kind, start: h.start, end: h.end, text: v.slice(h.start, h.end),
+          suggestions: h.suggestions})); }"""
+    )
+
+
+# ---------------------------------------------------------------- student: rule hints (no models)
+
+
+def test_rule_hint_underline_mapping_apply_and_dismiss(rules_server: LiveServer, tabs: Any) -> None:
+    tab = tabs()
+    open_student(tab, rules_server, doc="rules-doc")
+    page = tab.page
+    page.keyboard.insert_text("今天天气很好,我们去公园玩。")
+    # the half-width comma is underlined as punctuation, exactly over the comma
+    tab.wait("document.querySelectorAll('#backdrop mark.u-punctuation').length > 0")
+    assert mark_texts(tab, "u-punctuation") == [","]
+    assert tab.js(OVERLAY_MATCHES)
+    [hint] = [h for h in hint_spans(tab) if h["code"] == "halfwidth_punctuation"]
+    assert hint["text"] == "," and hint["start"] == 6
+
+    # edits before the hint move it; the mark never lands on the wrong characters
+    page.keyboard.press("Control+Home")
+    page.keyboard.insert_text("题目：春游。")
+    assert mark_texts(tab, "u-punctuation") == [","]
+    assert tab.js(OVERLAY_MATCHES)
+    page.keyboard.press("Control+End")
+    page.keyboard.type("我们玩得很开心")
+    assert mark_texts(tab, "u-punctuation") == [","]
+    [hint] = [h for h in hint_spans(tab) if h["code"] == "halfwidth_punctuation"]
+    assert hint["text"] == ","
+
+    # keyboard: F8 jumps to the hint and opens its card; apply the suggestion
+    page.keyboard.press("Control+Home")
+    page.keyboard.press("F8")
+    card = page.locator("#hint-card")
+    card.wait_for(state="visible")
+    assert "，" in card.inner_text()
+    page.click("#hint-card button.apply")
+    tab.wait(f"{EDITOR}.includes('很好，我们')")
+    tab.wait(SYNCED)
+    expected = tab.js(EDITOR)
+    assert expected == "题目：春游。今天天气很好，我们去公园玩。我们玩得很开心"
+    wait_server_text(rules_server, "rules-doc", expected)
+    # the applied fix is undoable with the browser's own undo
+    page.keyboard.press("Control+z")
+    tab.wait(f"{EDITOR}.includes('很好,我们')")
+    page.keyboard.press("Control+Shift+z")
+    tab.wait(f"{EDITOR}.includes('很好，我们')")
+
+    # dismiss: a repeated word, dismissed from the hint list, stays gone
+    page.keyboard.press("Control+End")
+    page.keyboard.insert_text("。\n我们的的生活很美好。")
+    tab.wait("window.inkstone.session.hints.hints().some((h) => h.code === 'repeated_word')")
+    [rep] = [h for h in hint_spans(tab) if h["code"] == "repeated_word"]
+    assert "的" in rep["text"]
+    page.click(f"#hint-list li[data-hint='{rep['id']}']")
+    card.wait_for(state="visible")
+    page.click("#hint-card button.dismiss")
+    tab.wait("(id) => !window.inkstone.session.hints.find(id)", rep["id"])
+    deadline = time.monotonic() + 5
+    while rep["id"] not in rules_server.runtime.service.documents["rules-doc"].dismissed:
+        assert time.monotonic() < deadline, "dismiss never reached the server"
+        time.sleep(0.02)
+    page.keyboard.insert_text("真开心。")
+    tab.wait(SYNCED)
+    tab.wait("window.inkstone.session.scores && window.inkstone.session.scores.version >= "
+             "window.inkstone.session.version")
+    assert not any(h["id"] == rep["id"] for h in hint_spans(tab))
+
+
+def test_ime_composition_sends_nothing_until_compositionend(
+    rules_server: LiveServer, tabs: Any
+) -> None:
+    tab = tabs()
+    open_student(tab, rules_server, doc="ime-doc")
+    page = tab.page
+    page.keyboard.insert_text("我们")
+    tab.wait(SYNCED)
+    edits_before = sum('"edit"' in f for f in tab.frames_sent)
+    cdp = page.context.new_cdp_session(page)
+    for partial in ("j", "ji", "jin", "今天"):
+        cdp.send("Input.imeSetComposition",
+                 {"text": partial, "selectionStart": len(partial), "selectionEnd": len(partial)})
+    page.wait_for_timeout(300)  # longer than the client's flush delay
+    assert tab.js(EDITOR) == "我们今天"  # the composition is on screen …
+    assert sum('"edit"' in f for f in tab.frames_sent) == edits_before  # … but nothing was sent
+    assert tab.js("window.inkstone.session.text") == "我们"
+    cdp.send("Input.insertText", {"text": "今天"})  # commit: compositionend flushes
+    tab.wait(SYNCED)
+    wait_server_text(rules_server, "ime-doc", "我们今天")
+    sent = [f for f in tab.frames_sent[-3:] if '"edit"' in f]
+    assert sent and "今天" in sent[-1] and "jin" not in "".join(tab.frames_sent)
+
+
+def test_offline_typing_is_kept_and_sent_on_reconnect(rules_server: LiveServer, tabs: Any) -> None:
+    tab = tabs()
+    open_student(tab, rules_server, doc="net-doc")
+    page = tab.page
+    page.keyboard.insert_text("第一段。")
+    tab.wait(SYNCED)
+    tab.js("window.inkstone.session.conn.pause()")  # the socket dies; no reconnect yet
+    tab.wait("document.getElementById('conn').dataset.state === 'offline'")
+    page.keyboard.type("断网时写的字")
+    page.keyboard.insert_text("，也不会丢。")
+    tab.wait("Number(document.getElementById('conn').dataset.queued) > 0")
+    assert "待同步" in page.inner_text("#conn")
+    assert server_text(rules_server, "net-doc") == "第一段。"
+    tab.js("window.inkstone.session.conn.resume()")
+    tab.wait(SYNCED)
+    wait_server_text(rules_server, "net-doc", "第一段。断网时写的字，也不会丢。")
+
+    # a socket killed mid-typing reconnects on its own (with resume) and loses nothing
+    tab.js("window.inkstone.session.dropConnection()")
+    page.keyboard.type("重连")
+    tab.wait(SYNCED)
+    wait_server_text(rules_server, "net-doc", "第一段。断网时写的字，也不会丢。重连")
+    assert tab.js("window.inkstone.session.resyncs") == 0  # resumed, not resent wholesale
+
+    # the text survives a reload
+    page.reload()
+    page.wait_for_selector("#conn[data-state=live]")
+    tab.wait(f"{EDITOR} === '第一段。断网时写的字，也不会丢。重连'")
+
+
+# ---------------------------------------------------------------- teacher
+
+
+def test_teacher_sees_student_edits_and_hints_live(rules_server: LiveServer, tabs: Any) -> None:
+    teacher = tabs()
+    teacher.page.goto(f"{rules_server.http}/teacher?token={rules_server.token('t1', role='teacher')}")
+    teacher.page.wait_for_selector("#conn[data-state=live]")
+    student = tabs()
+    open_student(student, rules_server, user="小明", doc="xm-essay")
+    student.page.keyboard.insert_text("我们的的生活很美好")
+    card = teacher.page.locator(".student-card[data-doc='xm-essay']")
+    card.wait_for()
+    teacher.wait(
+        "document.querySelector(\".student-card[data-doc='xm-essay']\")?.dataset.presence === 'online'"
+    )
+    teacher.wait("document.querySelector('#heat-list')?.textContent.includes('词语重复')")
+    assert "小明" in card.inner_text()
+    # the heat map filters the grid
+    teacher.page.click("#heat-list button.heat-row")
+    teacher.wait("document.querySelector(\".student-card[data-doc='xm-essay']\").classList.contains('match')")
+    # open the live mirror
+    card.locator("button").click()
+    mirror = teacher.page.locator("#mirror-text")
+    mirror.wait_for()
+    teacher.wait("document.getElementById('mirror-text').textContent.startsWith('我们的的生活很美好')")
+    teacher.wait("document.querySelectorAll('#mirror-text mark').length > 0")
+    student.page.keyboard.insert_text("，我爱我的家。")
+    teacher.wait(
+        "document.getElementById('mirror-text').textContent.replace(/\\u200b$/, '') === "
+        "'我们的的生活很美好，我爱我的家。'"
+    )
+    # every mirrored mark covers the characters its hint was computed for
+    teacher.wait("document.getElementById('m-hint-list').textContent.includes('词语重复')")
+    marks = teacher.js(
+        "[...document.querySelectorAll('#mirror-text mark.u-grammar')].map((m) => m.textContent)"
+    )
+    assert marks and all(set(m) <= {"的"} for m in marks)
+    teacher.page.keyboard.press("Escape")
+    teacher.page.locator("#class-view").wait_for()
+
+
+# ---------------------------------------------------------------- with the neural models
+
+ESSAY = (
+    "我的家乡在江南的一个小镇。每到春天，河边的柳树发出嫩绿的新芽，桃花也开了。\n"
+    "那天我见到了多年不见的老朋友，我很高心见到你。"
+    "刘墉在三岁过年时，全家陷入火海，把家烧得面目全飞、体无完肤。\n"
+)
+KNOWN_TYPOS = {("心", "兴"), ("飞", "非")}
+
+
+def test_misspelling_underline_and_apply_with_models(model_server: LiveServer, tabs: Any) -> None:
+    tab = tabs()
+    open_student(tab, model_server, user="m1", doc="model-doc")
+    tab.page.keyboard.insert_text(ESSAY)
+    found = tab.wait(
+        """(known) => { const v = document.getElementById('editor').value;
+        return window.inkstone.session.hints.hints().find((h) => h.kind === 'spelling' &&
+          known.some(([w, s]) => v.slice(h.start, h.end) === w && h.suggestions.includes(s))) || null; }""",
+        [list(k) for k in KNOWN_TYPOS],
+        timeout=30_000,
+    )
+    wrong = tab.js(EDITOR)[found["start"] : found["end"]]
+    right = next(s for w, s in KNOWN_TYPOS if w == wrong)
+    # the underline is drawn over exactly those characters
+    mark_text = tab.js(
+        "(id) => [...document.querySelectorAll('#backdrop mark')]"
+        ".filter((m) => m.dataset.h.split(' ').includes(id)).map((m) => m.textContent).join('')",
+        found["id"],
+    )
+    assert mark_text == wrong
+    tab.page.click(f"#hint-list li[data-hint='{found['id']}']")
+    tab.page.locator("#hint-card").wait_for(state="visible")
+    tab.page.click(f"#hint-card button.apply:has-text('{right}')")
+    fixed = ESSAY.replace("高心" if wrong == "心" else "全飞", "高兴" if wrong == "心" else "全非")
+    tab.wait(f"{EDITOR} === {fixed!r}")
+    tab.wait(SYNCED)
+    wait_server_text(model_server, "model-doc", fixed)
+
+
+def test_scores_appear_and_change_with_models(model_server: LiveServer, tabs: Any) -> None:
+    tab = tabs()
+    open_student(tab, model_server, user="m2", doc="score-doc")
+    tab.page.keyboard.insert_text(ESSAY.split("\n")[0] + "\n")
+    tab.wait("window.inkstone.session.scores && window.inkstone.session.scores.overall")
+    first = tab.js("window.inkstone.session.scores")
+    score_text = tab.page.inner_text("[data-testid=overall-score]")
+    assert score_text.split("/")[0].replace(".", "", 1).isdigit()
+    assert set(first["traits"]) >= {"content", "structure", "logic", "language", "coherence"}
+    assert all(t["basis"].startswith("model:") for t in first["traits"].values())
+    bars = tab.page.locator(".trait .fill")
+    assert bars.count() == 5
+    tab.page.keyboard.press("Control+End")
+    tab.page.keyboard.insert_text(
+        "我们一起在河边散步，一边走一边聊起小时候的事情。夕阳把河水染成了金色，我觉得家乡真美。\n"
+    )
+    tab.wait(
+        "(v) => window.inkstone.session.scores.version > v && "
+        "window.inkstone.session.scores.stats.sentences > 3",
+        first["version"],
+    )
+    second = tab.js("window.inkstone.session.scores")
+    assert second["stats"]["words"] > first["stats"]["words"]
+    assert second != first
+    tab.wait("document.querySelector('#timeline svg') !== null")
