@@ -30,7 +30,9 @@ except ImportError:  # pragma: no cover - depends on the machine
 pytestmark = [pytest.mark.browser]
 if not IN_CI and (not HAVE_PLAYWRIGHT or not CHROMIUM.exists()):
     pytestmark.append(
-        pytest.mark.skip(reason="needs /usr/bin/chromium and the playwright package (CI runs these)")
+        pytest.mark.skip(
+            reason="needs /usr/bin/chromium and the playwright package (CI runs these)"
+        )
     )
 
 CHROMIUM_ARGS = [
@@ -205,8 +207,10 @@ def test_rule_hint_underline_mapping_apply_and_dismiss(rules_server: LiveServer,
         time.sleep(0.02)
     page.keyboard.insert_text("真开心。")
     tab.wait(SYNCED)
-    tab.wait("window.inkstone.session.scores && window.inkstone.session.scores.version >= "
-             "window.inkstone.session.version")
+    tab.wait(
+        "window.inkstone.session.scores && window.inkstone.session.scores.version >= "
+        "window.inkstone.session.version"
+    )
     assert not any(h["id"] == rep["id"] for h in hint_spans(tab))
 
 
@@ -221,8 +225,10 @@ def test_ime_composition_sends_nothing_until_compositionend(
     edits_before = sum('"edit"' in f for f in tab.frames_sent)
     cdp = page.context.new_cdp_session(page)
     for partial in ("j", "ji", "jin", "今天"):
-        cdp.send("Input.imeSetComposition",
-                 {"text": partial, "selectionStart": len(partial), "selectionEnd": len(partial)})
+        cdp.send(
+            "Input.imeSetComposition",
+            {"text": partial, "selectionStart": len(partial), "selectionEnd": len(partial)},
+        )
     page.wait_for_timeout(300)  # longer than the client's flush delay
     assert tab.js(EDITOR) == "我们今天"  # the composition is on screen …
     assert sum('"edit"' in f for f in tab.frames_sent) == edits_before  # … but nothing was sent
@@ -269,7 +275,9 @@ def test_offline_typing_is_kept_and_sent_on_reconnect(rules_server: LiveServer, 
 
 def test_teacher_sees_student_edits_and_hints_live(rules_server: LiveServer, tabs: Any) -> None:
     teacher = tabs()
-    teacher.page.goto(f"{rules_server.http}/teacher?token={rules_server.token('t1', role='teacher')}")
+    teacher.page.goto(
+        f"{rules_server.http}/teacher?token={rules_server.token('t1', role='teacher')}"
+    )
     teacher.page.wait_for_selector("#conn[data-state=live]")
     student = tabs()
     open_student(student, rules_server, user="小明", doc="xm-essay")
@@ -283,12 +291,16 @@ def test_teacher_sees_student_edits_and_hints_live(rules_server: LiveServer, tab
     assert "小明" in card.inner_text()
     # the heat map filters the grid
     teacher.page.click("#heat-list button.heat-row")
-    teacher.wait("document.querySelector(\".student-card[data-doc='xm-essay']\").classList.contains('match')")
+    teacher.wait(
+        "document.querySelector(\".student-card[data-doc='xm-essay']\").classList.contains('match')"
+    )
     # open the live mirror
     card.locator("button").click()
     mirror = teacher.page.locator("#mirror-text")
     mirror.wait_for()
-    teacher.wait("document.getElementById('mirror-text').textContent.startsWith('我们的的生活很美好')")
+    teacher.wait(
+        "document.getElementById('mirror-text').textContent.startsWith('我们的的生活很美好')"
+    )
     teacher.wait("document.querySelectorAll('#mirror-text mark').length > 0")
     student.page.keyboard.insert_text("，我爱我的家。")
     teacher.wait(
