@@ -21,7 +21,9 @@ class SentenceState:
     end: int
     text: str
     paragraph: int
-    context: tuple[bool, bool]  # (last in paragraph, last in text): rule hints depend on it
+    # (last in paragraph, last in text, follows a clause ending in ;/:/, in the same
+    # paragraph): rule hints depend on it, so a change of context re-runs the rules.
+    context: tuple[bool, ...]
     hints: tuple[tuple[str, DraftHint], ...]  # (hint id, hint with document offsets)
     embedding: np.ndarray | None = None
 
@@ -44,7 +46,7 @@ class SentenceState:
             raw["end"],
             raw["text"],
             raw["paragraph"],
-            (bool(raw["context"][0]), bool(raw["context"][1])),
+            tuple(bool(c) for c in raw["context"]),
             tuple(
                 (h[0], DraftHint(h[1], h[2], h[3], h[4], h[5], h[6], tuple(h[7]), h[8], h[9]))
                 for h in raw["hints"]

@@ -175,6 +175,7 @@ def sentence_hints(
     model: str,
     is_last_in_paragraph: bool,
     is_last_in_text: bool,
+    after_clause: bool = False,
 ) -> list[DraftHint]:
     """All hints for one sentence at document offset ``start``, model first, then rules."""
     relative: list[DraftHint] = []
@@ -191,6 +192,7 @@ def sentence_hints(
             rule_lang,
             is_last_in_paragraph=is_last_in_paragraph,
             is_last_in_text=is_last_in_text,
+            previous_sentence=";" if after_clause else "",
         )
     )
     return [h.shifted(start) for h in _dedupe(relative)]

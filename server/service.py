@@ -61,6 +61,7 @@ from server.store import StorageError, Store
 __all__ = ["Inkstone", "Peer"]
 
 log = logging.getLogger("inkstone.service")
+CLAUSE_ENDS = (";", ":", ",", "；", "：", "，")
 
 
 class Peer(Protocol):
@@ -508,7 +509,14 @@ class Inkstone:
         states: list[SentenceState] = []
         changed: list[SentenceState] = []
         for i, (seg, sid) in enumerate(zip(segments, ids, strict=True)):
-            context = (last_of_paragraph[seg.paragraph] == i, i == len(segments) - 1)
+            after_clause = (
+                i > 0
+                and segments[i - 1].paragraph == seg.paragraph
+                and segments[i - 1]
+                .text.rstrip("\"'”’)")
+                .endswith((";", ":", ",", "；", "：", "，"))
+            )
+            context = (last_of_paragraph[seg.paragraph] == i, i == len(segments) - 1, after_clause)
             old = previous.get(sid)
             prediction = predictions.get(seg.text)
             embedding = prediction.embedding if prediction is not None else None
@@ -536,6 +544,7 @@ class Inkstone:
                     model=getattr(self.models, "sentence_model", ""),
                     is_last_in_paragraph=context[0],
                     is_last_in_text=context[1],
+                    after_clause=after_clause,
                 )
                 state = SentenceState(
                     sid,
