@@ -214,6 +214,74 @@ def test_rule_hint_underline_mapping_apply_and_dismiss(rules_server: LiveServer,
     assert not any(h["id"] == rep["id"] for h in hint_spans(tab))
 
 
+def test_hover_card_and_keyboard_hint_list(rules_server: LiveServer, tabs: Any) -> None:
+    tab = tabs()
+    open_student(tab, rules_server, doc="a11y-doc")
+    page = tab.page
+    page.keyboard.insert_text("我们的的生活很美好,今天天气很好。")
+    tab.wait("document.querySelectorAll('#hint-list li[data-hint]').length >= 2")
+    # hovering an underline opens its card
+    box = tab.js(
+        "() => { const r = document.querySelector('#backdrop mark.u-punctuation')"
+        ".getBoundingClientRect(); return [r.x + r.width / 2, r.y + r.height / 2]; }"
+    )
+    page.mouse.move(box[0], box[1])
+    page.locator("#hint-card").wait_for(state="visible")
+    assert "半角" in page.inner_text("#hint-card")
+    page.mouse.move(5, 5)
+    page.locator("#hint-card").wait_for(state="hidden")
+    # the hint list is a listbox: arrows move, Enter opens the card with focus on its first action
+    assert page.get_attribute("#hint-list", "role") == "listbox"
+    page.focus("#hint-list li[data-hint][tabindex='0']")
+    page.keyboard.press("ArrowDown")
+    focused = tab.js("document.activeElement.dataset.hint")
+    assert focused == tab.js(
+        "document.querySelectorAll('#hint-list li[data-hint]')[1].dataset.hint"
+    )
+    page.keyboard.press("Enter")
+    page.locator("#hint-card").wait_for(state="visible")
+    assert tab.js("document.getElementById('hint-card').contains(document.activeElement)")
+    assert tab.js("document.getElementById('announce').textContent.length > 0")
+    page.keyboard.press("Escape")
+    page.locator("#hint-card").wait_for(state="hidden")
+    # English UI on demand
+    page.click("#ui-lang")
+    assert "Hints" in page.inner_text("#hints-h")
+    assert tab.js("document.documentElement.lang") == "en"
+    page.click("#ui-lang")
+
+
+def test_dev_login_form(rules_server: LiveServer, tabs: Any) -> None:
+    """Dev mode: the page asks ``POST /dev/token`` (added by server/app.py) for a token."""
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(
+        f"{rules_server.http}/dev/token",
+        data=b'{"user": "probe", "role": "student", "class": "c1"}',
+        headers={"content-type": "application/json"},
+    )
+    try:
+        urllib.request.urlopen(request, timeout=5).close()
+    except urllib.error.HTTPError as exc:
+        if exc.code in (404, 405):
+            pytest.skip("server has no POST /dev/token yet")
+        raise
+    tab = tabs()
+    tab.page.goto(f"{rules_server.http}/")
+    tab.page.locator("#login").wait_for(state="visible")
+    tab.page.fill("#login input[name=user]", "dev-user")
+    tab.page.fill("#login input[name=class]", "c1")
+    tab.page.click("#login button[type=submit]")
+    tab.page.wait_for_selector("#conn[data-state=live]")
+    assert "token=" in tab.page.url
+    tab.page.wait_for_function("!document.getElementById('editor').readOnly")
+    tab.page.click("#editor")
+    tab.page.keyboard.insert_text("你好")
+    tab.wait(SYNCED)
+    wait_server_text(rules_server, "dev-user-essay", "你好")
+
+
 def test_ime_composition_sends_nothing_until_compositionend(
     rules_server: LiveServer, tabs: Any
 ) -> None:
@@ -321,10 +389,11 @@ def test_teacher_sees_student_edits_and_hints_live(rules_server: LiveServer, tab
 
 ESSAY = (
     "我的家乡在江南的一个小镇。每到春天，河边的柳树发出嫩绿的新芽，桃花也开了。\n"
-    "那天我见到了多年不见的老朋友，我很高心见到你。"
-    "刘墉在三岁过年时，全家陷入火海，把家烧得面目全飞、体无完肤。\n"
+    "那天的天气非常情朗。我见到了多年不见的老朋友，我很高心见到你。他是我们学习的傍样。"
+    "我们要爱护环竟，让家乡更美。\n"
 )
-KNOWN_TYPOS = {("心", "兴"), ("飞", "非")}
+# (wrong, right): a model that finds any one of these typos passes
+KNOWN_TYPOS = {("心", "兴"), ("情", "清"), ("傍", "榜"), ("竟", "境")}
 
 
 def test_misspelling_underline_and_apply_with_models(model_server: LiveServer, tabs: Any) -> None:
@@ -350,7 +419,7 @@ def test_misspelling_underline_and_apply_with_models(model_server: LiveServer, t
     tab.page.click(f"#hint-list li[data-hint='{found['id']}']")
     tab.page.locator("#hint-card").wait_for(state="visible")
     tab.page.click(f"#hint-card button.apply:has-text('{right}')")
-    fixed = ESSAY.replace("高心" if wrong == "心" else "全飞", "高兴" if wrong == "心" else "全非")
+    fixed = ESSAY[: found["start"]] + right + ESSAY[found["end"] :]
     tab.wait(f"{EDITOR} === {fixed!r}")
     tab.wait(SYNCED)
     wait_server_text(model_server, "model-doc", fixed)

@@ -679,6 +679,12 @@ export class DocumentSession extends EventTarget {
       this.emit("error", { error: err, fatal: true });
       return;
     }
+    if (this.awaitingWelcome) {
+      // hello refused for a passing reason (rate, storage): try again on a fresh socket
+      this.conn.drop();
+      this.emit("error", { error: err, fatal: false });
+      return;
+    }
     const ours = err.id !== undefined && err.id !== null && this.pending.some((p) => p.message.id === err.id);
     if (err.code === "version_mismatch") {
       if (err.id !== undefined && this.staleIds.has(err.id)) { this.staleIds.delete(err.id); return; }
@@ -762,7 +768,8 @@ export class ClassObserver extends EventTarget {
       const doc = {
         doc: m.doc, student: m.student, version: m.version, text: m.text, lang: m.lang || "zh",
         presence: m.presence || "offline", hints: new HintStore(), scores: null,
-        lastActivity: prev ? prev.lastActivity : 0, timeline: prev ? prev.timeline : [],
+        lastActivity: prev ? prev.lastActivity : m.presence === "online" ? Date.now() : 0,
+        timeline: prev ? prev.timeline : [],
       };
       doc.hints.seq = m.version;
       doc.hints.ingest({ type: "hints", version: m.version, sentences: m.hints || [] }, m.version, true);

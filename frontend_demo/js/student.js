@@ -55,6 +55,8 @@ async function main() {
     const w = /** @type {CustomEvent} */ (ev).detail.welcome;
     $("dev-badge").hidden = !w.dev_mode;
     $("who").textContent = `${w.user} · ${w.class} · ${w.doc}`;
+    // maxlength counts UTF-16 units, the server code points: never more than the server allows
+    if (w.limits?.max_document_chars) ta.maxLength = w.limits.max_document_chars;
     if (!ta.dataset.ready) {
       ta.dataset.ready = "1";
       ta.readOnly = false;
@@ -114,6 +116,10 @@ function wireEditor() {
   $("card-close").addEventListener("click", () => { closeCard(); ta.focus(); });
   window.addEventListener("resize", () => { autoGrow(); positionCard(); });
   list.addEventListener("keydown", onListKey);
+  list.addEventListener("click", (ev) => {
+    const li = /** @type {HTMLElement|null} */ (/** @type {HTMLElement} */ (ev.target).closest("li[data-hint]"));
+    if (li) openHint(/** @type {string} */ (li.dataset.hint), { focusCard: false, select: true });
+  });
   document.addEventListener("keydown", (ev) => {
     if (ev.key === "Escape" && !card.hidden) closeCard();
   });
@@ -183,9 +189,13 @@ function renderSide() {
   renderConn();
 }
 
+let listSignature = "";
 /** @param {Hint[]} hints */
 function renderList(hints) {
   $("hint-total").textContent = String(hints.length);
+  const signature = `${lang}|${activeHint}|${hints.map((h) => `${h.id}@${h.start}-${h.end}`).join(",")}`;
+  if (signature === listSignature) return;
+  listSignature = signature;
   const focusedId = /** @type {HTMLElement|null} */ (document.activeElement)?.dataset?.hint;
   if (!hints.length) {
     list.innerHTML = `<li class="empty muted small" role="presentation">${esc(t("noHints"))}</li>`;
@@ -195,15 +205,13 @@ function renderList(hints) {
     .map((h, i) => {
       const { kind, code, excerpt } = hintLabel(h, ta.value);
       const selected = h.id === activeHint;
-      return `<li role="option" id="opt-${h.id}" data-hint="${h.id}" tabindex="${(activeHint ? selected : i === 0) ? 0 : -1}" aria-selected="${selected}" class="hint-item k-${h.kind}">
+      return `<li role="option" id="opt-${h.id}" data-hint="${h.id}" tabindex="${(activeHint ? selected : i === 0) ? 0 : -1}" aria-selected="${selected}" class="hint-item k-${h.kind}" title="${esc(h.message)}">
         <span class="dot" aria-hidden="true"></span>
         <span class="hint-main"><span class="hint-code">${esc(code)}</span> <span class="hint-excerpt">“${esc(excerpt)}”</span></span>
         <span class="kind-tag small">${esc(kind)}</span></li>`;
     })
     .join("");
-  for (const li of list.querySelectorAll("li[data-hint]")) {
-    li.addEventListener("click", () => openHint(/** @type {string} */ (/** @type {HTMLElement} */ (li).dataset.hint), { focusCard: false, select: true }));
-  }
+  if (activeHint && !hints.some((h) => h.id === activeHint)) /** @type {HTMLElement} */ (list.querySelector("li[data-hint]")).tabIndex = 0;
   if (focusedId) /** @type {HTMLElement|null} */ (list.querySelector(`[data-hint="${focusedId}"]`))?.focus();
 }
 
@@ -311,7 +319,7 @@ function openHint(id, opts) {
   actions.append(d);
   card.hidden = false;
   card.dataset.hint = id;
-  ta.setAttribute("aria-activedescendant", `opt-${id}`);
+  if (!opts.hover) $("announce").textContent = `${t(`kind.${h.kind}`)}：${codeName(h.code)}。${h.message}`;
   renderAll();
   if (opts.focusCard) /** @type {HTMLElement} */ (actions.querySelector("button"))?.focus();
 }
@@ -322,7 +330,6 @@ function closeCard() {
   activeHint = null;
   cardPinned = false;
   delete card.dataset.hint;
-  ta.removeAttribute("aria-activedescendant");
   scheduleRender();
 }
 

@@ -134,7 +134,7 @@ function fillCard(li, d) {
   const overall = d.scores?.overall;
   const words = d.scores?.stats.words ?? d.scores?.stats.chars ?? [...d.text.replace(/\s/g, "")].length;
   const dim = filter !== null && !hasCode(d, filter);
-  li.classList.toggle("dim", dim);
+  li.hidden = dim;
   li.classList.toggle("match", filter !== null && !dim);
   li.dataset.presence = d.presence;
   li.dataset.student = d.student;
@@ -148,7 +148,13 @@ function fillCard(li, d) {
     </div>
     <ul class="c-kinds" aria-hidden="true">${HINT_KINDS.map((k) => `<li class="k-${k}${counts[k] ? "" : " zero"}" title="${esc(t(`kind.${k}`))}"><span class="dot"></span>${counts[k]}</li>`).join("")}</ul>
     <div class="c-foot small muted">${esc(t("lastActivity"))}：${esc(ago(d.lastActivity))}</div>
-    <div class="c-snippet small" aria-hidden="true">${esc(d.text.slice(-60))}</div>`;
+    <div class="c-snippet small" aria-hidden="true">${esc(tail(d.text))}</div>`;
+}
+
+/** The last words typed, on one line. @param {string} text */
+function tail(text) {
+  const chars = [...text.replace(/\s+/g, " ").trim()];
+  return chars.length > 22 ? `…${chars.slice(-22).join("")}` : chars.join("");
 }
 
 // ------------------------------------------------------------------ heat map
