@@ -299,6 +299,7 @@ function openHint(id, opts) {
   }
   $("card-kind").textContent = t(`kind.${h.kind}`);
   $("card-kind").className = `kind-tag k-${h.kind}`;
+  $("card-kind").hidden = t(`kind.${h.kind}`) === codeName(h.code);
   $("card-title").textContent = codeName(h.code);
   $("card-msg").textContent = h.message;
   const actions = $("card-actions");

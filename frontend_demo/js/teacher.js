@@ -154,7 +154,7 @@ function fillCard(li, d) {
 /** The last words typed, on one line. @param {string} text */
 function tail(text) {
   const chars = [...text.replace(/\s+/g, " ").trim()];
-  return chars.length > 22 ? `…${chars.slice(-22).join("")}` : chars.join("");
+  return chars.length > 34 ? `…${chars.slice(-34).join("")}` : chars.join("");
 }
 
 // ------------------------------------------------------------------ heat map

@@ -62,7 +62,7 @@ export function gradeChip(grade) {
 }
 
 /** @param {number} n */
-function fmt(n) { return Number.isInteger(n) ? String(n) : n.toFixed(1); }
+function fmt(n) { return n.toFixed(1).replace(/\.0$/, (m) => (n >= 10 ? "" : m)); }
 
 /**
  * Overall score + trait bars.
