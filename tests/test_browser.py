@@ -282,6 +282,41 @@ def test_dev_login_form(rules_server: LiveServer, tabs: Any) -> None:
     wait_server_text(rules_server, "dev-user-essay", "你好")
 
 
+def test_protocol_helpers_and_astral_characters(rules_server: LiveServer, tabs: Any) -> None:
+    tab = tabs()
+    open_student(tab, rules_server, doc="emoji-doc")
+    results = tab.js(
+        """async () => {
+        const p = await import('/static/js/protocol.js');
+        const d1 = p.diffText('a😀b', 'a😁b');
+        const d2 = p.diffText('😀x', '😀😀x');
+        const store = new p.HintStore();
+        store.ingest({type: 'hints', version: 1, sentences: [{id: 's', start: 0, end: 6,
+          hints: [{id: 'h', kind: 'spelling', code: 'misspelling', severity: 'error', start: 2,
+                   end: 3, message: '', suggestions: ['x'], confidence: 1}]}]}, 0);
+        store.applyLocal({start: 0, end: 0, text: '😀'});
+        const moved = store.find('h');
+        store.applyLocal({start: 4, end: 5, text: 'y'});
+        return {d1, d2, moved: [moved.start, moved.end], gone: store.find('h') === undefined,
+                map: [p.mapRange(2, 4, {start: 4, end: 4, text: 'z'}),
+                      p.mapRange(2, 4, {start: 3, end: 3, text: 'z'})]};
+        }"""
+    )
+    assert results["d1"] == {"start": 1, "end": 3, "text": "😁"}
+    assert results["d2"] == {"start": 2, "end": 2, "text": "😀"}
+    assert results["moved"] == [4, 5] and results["gone"]
+    assert results["map"] == [[2, 4], None]
+    # UTF-16 offsets after astral characters reach the server intact
+    page = tab.page
+    page.keyboard.insert_text("表情😀很好")
+    page.keyboard.press("End")
+    page.keyboard.type("！")
+    page.keyboard.press("Home")
+    page.keyboard.insert_text("𠀀")
+    tab.wait(SYNCED)
+    wait_server_text(rules_server, "emoji-doc", "𠀀表情😀很好！")
+
+
 def test_ime_composition_sends_nothing_until_compositionend(
     rules_server: LiveServer, tabs: Any
 ) -> None:
@@ -450,3 +485,23 @@ def test_scores_appear_and_change_with_models(model_server: LiveServer, tabs: An
     assert second["stats"]["words"] > first["stats"]["words"]
     assert second != first
     tab.wait("document.querySelector('#timeline svg') !== null")
+
+
+def test_version_mismatch_resyncs_with_replace(rules_server: LiveServer, tabs: Any) -> None:
+    """Two tabs on one essay: the stale tab's edit is refused, it resends its whole text."""
+    first, second = tabs(), tabs()
+    open_student(first, rules_server, user="twin", doc="twin-doc")
+    first.page.keyboard.insert_text("同一篇作文。")
+    first.wait(SYNCED)
+    open_student(second, rules_server, user="twin", doc="twin-doc")
+    second.wait(f"{EDITOR} === '同一篇作文。'")
+    second.page.keyboard.press("Control+End")
+    second.page.keyboard.insert_text("第二个标签页。")
+    second.wait(SYNCED)
+    wait_server_text(rules_server, "twin-doc", "同一篇作文。第二个标签页。")
+    first.page.keyboard.press("Control+End")
+    first.page.keyboard.insert_text("第一个标签页。")
+    first.wait(SYNCED)
+    assert first.js("window.inkstone.session.resyncs") == 1
+    assert any('"replace"' in f for f in first.frames_sent)
+    wait_server_text(rules_server, "twin-doc", "同一篇作文。第一个标签页。")
