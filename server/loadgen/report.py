@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import threading
 import time
 from collections import Counter
@@ -75,6 +76,7 @@ class ResourceSampler:
         self.interval = interval
         self.cpu: list[float] = []
         self.rss: list[int] = []
+        self.host_cpu: list[float] = []  # whole machine, % of all cores (other work shows here)
         self.cpu_start: float | None = None
         self.cpu_end: float | None = None
         self._stop = threading.Event()
@@ -96,6 +98,7 @@ class ResourceSampler:
 
             self.proc = psutil.Process(self.pid)
             self.proc.cpu_percent(None)
+            psutil.cpu_percent(None)
             self.cpu_start = self._cpu_seconds()
             self.rss.append(self.proc.memory_info().rss)
         except Exception:
@@ -106,6 +109,9 @@ class ResourceSampler:
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):
             try:
+                import psutil
+
+                self.host_cpu.append(psutil.cpu_percent(None))
                 self.cpu.append(self.proc.cpu_percent(None))
                 self.rss.append(self.proc.memory_info().rss)
                 self.cpu_end = self._cpu_seconds()
@@ -120,7 +126,11 @@ class ResourceSampler:
             return {"pid": self.pid, "measured": False}
         end = self._cpu_seconds() or self.cpu_end
         mb = 1024 * 1024
+        host = self.host_cpu
         return {
+            "host_cpu_percent_mean": round(sum(host) / len(host), 1) if host else None,
+            "host_cores": os.cpu_count(),
+            "host_loadavg_end": [round(x, 2) for x in os.getloadavg()],
             "pid": self.pid,
             "measured": True,
             "cpu_percent_mean": round(sum(self.cpu) / len(self.cpu), 1) if self.cpu else None,
@@ -178,6 +188,10 @@ def build_report(
     )
     for name in LATENCIES:
         report[name] = percentiles(getattr(samples, name))
+    cpu_s = server.get("cpu_seconds")
+    report["server_cpu_ms_per_edit"] = (
+        round(1000 * cpu_s / samples.edits_acked, 3) if cpu_s and samples.edits_acked else None
+    )
     report["ok"] = (
         samples.lost_edits == 0
         and not samples.mismatches
@@ -221,7 +235,8 @@ def format_summary(report: dict[str, Any]) -> str:
         lines.append(
             f"  server pid {server['pid']}: CPU mean {server['cpu_percent_mean']}% max "
             f"{server['cpu_percent_max']}% ({server['cpu_seconds']} CPU s); RSS "
-            f"{server['rss_mb_start']} → {server['rss_mb_end']} MB (max {server['rss_mb_max']})"
+            f"{server['rss_mb_start']} → {server['rss_mb_end']} MB (max {server['rss_mb_max']}); "
+            f"whole host {server['host_cpu_percent_mean']}% of {server['host_cores']} cores"
         )
     else:
         lines.append("  server CPU/memory: not measured (no --server-pid and no local listener)")
