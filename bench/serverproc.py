@@ -18,9 +18,15 @@ ROOT = Path(__file__).resolve().parent.parent
 __all__ = ["ROOT", "BenchServer", "pinned", "run_loadgen"]
 
 
+# Bench processes run at this nice level (INKSTONE_BENCH_NICE, e.g. -10 as root) so that
+# other work sharing the machine disturbs the measurement less; 0 leaves it alone.
+NICE = int(os.environ.get("INKSTONE_BENCH_NICE", "0"))
+
+
 def pinned(cores: str | None, cmd: list[str]) -> list[str]:
-    """Prefix ``cmd`` with ``taskset -c cores`` (no pinning when cores is empty)."""
-    return ["taskset", "-c", cores, *cmd] if cores else cmd
+    """Prefix ``cmd`` with ``taskset -c cores`` (no pinning when cores is empty) and nice."""
+    cmd = ["taskset", "-c", cores, *cmd] if cores else cmd
+    return ["nice", "-n", str(NICE), *cmd] if NICE else cmd
 
 
 def free_port() -> int:

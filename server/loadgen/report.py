@@ -44,6 +44,21 @@ def percentiles(values: list[float]) -> dict[str, float | int | None]:
     }
 
 
+def windows(values: list[float], at: list[float], window_s: float) -> list[dict[str, Any]]:
+    """p50/p99 per consecutive window of ``window_s`` seconds (for soak stability)."""
+    if not values:
+        return []
+    t0 = min(at)
+    buckets: dict[int, list[float]] = {}
+    for v, t in zip(values, at, strict=True):
+        buckets.setdefault(int((t - t0) // window_s), []).append(v)
+    out = []
+    for k in sorted(buckets):
+        p = percentiles(buckets[k])
+        out.append({"t_s": round(k * window_s), "n": p["n"], "p50": p["p50"], "p99": p["p99"]})
+    return out
+
+
 def samples_to_dict(samples: Samples) -> dict[str, Any]:
     # not dataclasses.asdict: it rebuilds a Counter from its items and garbles it
     out: dict[str, Any] = {}
@@ -188,6 +203,14 @@ def build_report(
     )
     for name in LATENCIES:
         report[name] = percentiles(getattr(samples, name))
+    window = 60.0 if duration_s >= 300 else 10.0
+    report["window_s"] = window
+    report["server_analysis_ms_by_window"] = windows(
+        samples.server_analysis_ms, samples.server_analysis_at, window
+    )
+    report["edit_to_ack_ms_by_window"] = windows(
+        samples.edit_to_ack_ms, samples.edit_to_ack_at, window
+    )
     cpu_s = server.get("cpu_seconds")
     report["server_cpu_ms_per_edit"] = (
         round(1000 * cpu_s / samples.edits_acked, 3) if cpu_s and samples.edits_acked else None

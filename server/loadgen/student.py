@@ -32,6 +32,8 @@ class Samples:
     edit_to_hints_ms: list[float] = field(default_factory=list)
     server_edit_to_hints_ms: list[float] = field(default_factory=list)  # timing.since_edit_ms
     server_analysis_ms: list[float] = field(default_factory=list)  # timing.analysis_ms
+    server_analysis_at: list[float] = field(default_factory=list)  # when (monotonic s)
+    edit_to_ack_at: list[float] = field(default_factory=list)
     server_queue_ms: list[float] = field(default_factory=list)
     server_inference_ms: list[float] = field(default_factory=list)
     edit_to_observer_ms: list[float] = field(default_factory=list)
@@ -121,6 +123,7 @@ class MeasuredClient(StudentClient):
             sent = self.sent_at.pop(message.id, None)
             if sent is not None:
                 s.edit_to_ack_ms.append((now - sent) * 1000)
+                s.edit_to_ack_at.append(now)
             s.edits_acked += 1
             self.last_ack_version = message.version
         elif isinstance(message, Hints):
@@ -137,6 +140,7 @@ class MeasuredClient(StudentClient):
                     s.server_edit_to_hints_ms.append(float(t["since_edit_ms"]))
                 if "analysis_ms" in t:
                     s.server_analysis_ms.append(float(t["analysis_ms"]))
+                    s.server_analysis_at.append(now)
                 if "queue_ms" in t:
                     s.server_queue_ms.append(float(t["queue_ms"]))
                 if "inference_ms" in t:
