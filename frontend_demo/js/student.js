@@ -96,7 +96,7 @@ function wireEditor() {
     sync(); // the composed text is final: send it now
   });
   ta.addEventListener("input", (ev) => {
-    autoGrow();
+    autoGrow(/** @type {InputEvent} */ (ev).inputType?.startsWith("delete") || /** @type {InputEvent} */ (ev).inputType === "historyUndo");
     if (composing || /** @type {InputEvent} */ (ev).isComposing) { scheduleRender(); return; }
     sync();
   });
@@ -137,8 +137,10 @@ function sync() {
   scheduleRender();
 }
 
-function autoGrow() {
-  ta.style.height = "auto";
+/** Grow the textarea with its text (the page scrolls, not the textarea). @param {boolean} [shrink] */
+function autoGrow(shrink = true) {
+  if (shrink) ta.style.height = "auto";
+  else if (ta.scrollHeight <= ta.clientHeight) return; // typing that adds no line: no layout work
   ta.style.height = `${Math.max(ta.scrollHeight, 420)}px`;
   backdrop.style.height = ta.style.height;
 }
@@ -174,7 +176,6 @@ function renderAll() {
   const hints = currentHints();
   if (activeHint && !hints.some((h) => h.id === activeHint)) closeCard();
   backdrop.innerHTML = overlayHtml(ta.value, hints, { active: activeHint });
-  backdrop.scrollTop = ta.scrollTop;
   renderList(hints);
   renderSide();
   positionCard();

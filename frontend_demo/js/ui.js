@@ -36,11 +36,20 @@ export function overlayHtml(text, hints, opts = {}) {
   const cuts = new Set([0, text.length]);
   for (const h of visible) { cuts.add(h.start); cuts.add(h.end); }
   const points = [...cuts].sort((a, b) => a - b);
+  const byStart = [...visible].sort((x, y) => x.start - y.start);
+  /** @type {Hint[]} hints covering the current segment (a sweep over the cut points) */
+  let active = [];
+  let next = 0;
   let html = "";
   for (let i = 0; i < points.length - 1; i++) {
     const a = points[i], b = points[i + 1];
+    active = active.filter((h) => h.end > a);
+    while (next < byStart.length && byStart[next].start <= a) {
+      if (byStart[next].end > a) active.push(byStart[next]);
+      next++;
+    }
     const piece = esc(text.slice(a, b));
-    const covering = visible.filter((h) => h.start <= a && h.end >= b);
+    const covering = active;
     if (!covering.length) { html += piece; continue; }
     const narrow = covering.filter((h) => !isSentenceHint(h));
     const band = covering.find(isSentenceHint);
