@@ -131,20 +131,22 @@ OVERLAY_MATCHES = (
 
 
 def mark_texts(tab: Tab, cls: str) -> list[str]:
-    return tab.js(
+    texts: list[str] = tab.js(
         "(cls) => [...document.querySelectorAll('#backdrop mark.' + cls)].map((m) => m.textContent)",
         cls,
     )
+    return texts
 
 
 def hint_spans(tab: Tab) -> list[dict[str, Any]]:
     """Every hint the page holds, with the text its (mapped) range covers right now."""
-    return tab.js(
+    spans: list[dict[str, Any]] = tab.js(
         """() => { const v = document.getElementById('editor').value;
         return window.inkstone.session.hints.hints().map((h) => ({id: h.id, code: h.code,
           kind: h.kind, start: h.start, end: h.end, text: v.slice(h.start, h.end),
           suggestions: h.suggestions})); }"""
     )
+    return spans
 
 
 # ---------------------------------------------------------------- student: rule hints (no models)
