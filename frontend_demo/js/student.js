@@ -53,6 +53,12 @@ async function main() {
   session.addEventListener("state", (ev) => { lastState = /** @type {CustomEvent} */ (ev).detail; renderConn(); });
   session.addEventListener("welcome", (ev) => {
     const w = /** @type {CustomEvent} */ (ev).detail.welcome;
+    if (w.role === "teacher") {
+      // a teacher's token opened the student page: take them to the class view
+      session.stop();
+      location.replace(`/teacher${location.search}`);
+      return;
+    }
     $("dev-badge").hidden = !w.dev_mode;
     $("who").textContent = `${w.user} · ${w.class} · ${w.doc}`;
     // maxlength counts UTF-16 units, the server code points: never more than the server allows
