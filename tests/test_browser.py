@@ -98,8 +98,10 @@ def tabs(browser: Any) -> Iterator[Callable[[], Tab]]:
     assert not errors, f"console errors: {errors}"
 
 
-def open_student(tab: Tab, server: LiveServer, user: str = "s1", doc: str | None = None) -> None:
-    query = f"token={server.token(user)}" + (f"&doc={doc}" if doc else "")
+def open_student(
+    tab: Tab, server: LiveServer, user: str = "s1", doc: str | None = None, class_id: str = "c1"
+) -> None:
+    query = f"token={server.token(user, class_id=class_id)}" + (f"&doc={doc}" if doc else "")
     tab.page.goto(f"{server.http}/?{query}")
     tab.page.wait_for_selector("#conn[data-state=live]")
     tab.page.wait_for_function("!document.getElementById('editor').readOnly")
@@ -436,7 +438,7 @@ KNOWN_TYPOS = {("心", "兴"), ("情", "清"), ("傍", "榜"), ("竟", "境")}
 
 def test_misspelling_underline_and_apply_with_models(model_server: LiveServer, tabs: Any) -> None:
     tab = tabs()
-    open_student(tab, model_server, user="m1", doc="model-doc")
+    open_student(tab, model_server, user="browser-m1", doc="browser-model-doc", class_id="cb")
     tab.page.keyboard.insert_text(ESSAY)
     found = tab.wait(
         """(known) => { const v = document.getElementById('editor').value;
@@ -460,12 +462,12 @@ def test_misspelling_underline_and_apply_with_models(model_server: LiveServer, t
     fixed = ESSAY[: found["start"]] + right + ESSAY[found["end"] :]
     tab.wait(f"{EDITOR} === {fixed!r}")
     tab.wait(SYNCED)
-    wait_server_text(model_server, "model-doc", fixed)
+    wait_server_text(model_server, "browser-model-doc", fixed)
 
 
 def test_scores_appear_and_change_with_models(model_server: LiveServer, tabs: Any) -> None:
     tab = tabs()
-    open_student(tab, model_server, user="m2", doc="score-doc")
+    open_student(tab, model_server, user="browser-m2", doc="browser-score-doc", class_id="cb")
     tab.page.keyboard.insert_text(ESSAY.split("\n")[0] + "\n")
     tab.wait("window.inkstone.session.scores && window.inkstone.session.scores.overall")
     first = tab.js("window.inkstone.session.scores")
