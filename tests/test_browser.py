@@ -402,6 +402,11 @@ def test_teacher_sees_student_edits_and_hints_live(rules_server: LiveServer, tab
     teacher.wait(
         "document.querySelector(\".student-card[data-doc='xm-essay']\").classList.contains('match')"
     )
+    teacher.page.click("#clear-filter")
+    teacher.page.click("#heat-kinds button[data-key='grammar:*']")
+    teacher.wait("document.getElementById('filter-bar').hidden === false")
+    assert "语病" in teacher.page.inner_text("#filter-text")
+    teacher.page.click("#clear-filter")
     # open the live mirror
     card.locator("button").click()
     mirror = teacher.page.locator("#mirror-text")

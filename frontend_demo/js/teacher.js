@@ -94,7 +94,14 @@ function docs() {
 
 /** @param {DocState} d @param {string} key "kind:code" */
 function hasCode(d, key) {
-  return d.hints.hints().some((h) => `${h.kind}:${h.code}` === key);
+  const [kind, code] = key.split(":");
+  return d.hints.hints().some((h) => h.kind === kind && (code === "*" || h.code === code));
+}
+
+/** Display name of a filter key ("kind:code" or "kind:*"). @param {string} key */
+function filterName(key) {
+  const [kind, code] = key.split(":");
+  return code === "*" ? t(`kind.${kind}`) : codeName(code);
 }
 
 function renderGrid() {
@@ -172,6 +179,24 @@ function renderHeat() {
       e.hints += 1;
     }
   }
+  // one chip per kind: how many students have at least one hint of it (click to filter)
+  /** @type {Record<string, Set<string>>} */
+  const kindStudents = Object.fromEntries(HINT_KINDS.map((k) => [k, new Set()]));
+  for (const e of byCode.values()) for (const s of e.students) kindStudents[e.kind]?.add(s);
+  const kinds = $("heat-kinds");
+  kinds.innerHTML = HINT_KINDS.map((k) => {
+    const n = kindStudents[k].size;
+    const key = `${k}:*`;
+    return `<button type="button" class="kind-count k-${k}${n ? "" : " zero"}" data-key="${key}" aria-pressed="${filter === key}" aria-label="${esc(t("heatStudents", { n }))}: ${esc(t(`kind.${k}`))}"><span class="dot" aria-hidden="true"></span>${esc(t(`kind.${k}`))}<b>${n}</b></button>`;
+  }).join("");
+  for (const b of kinds.querySelectorAll("button")) {
+    b.addEventListener("click", () => {
+      const key = /** @type {string} */ (/** @type {HTMLElement} */ (b).dataset.key);
+      filter = filter === key ? null : key;
+      render();
+      /** @type {HTMLElement|null} */ ($("heat-kinds").querySelector(`[data-key="${CSS.escape(key)}"]`))?.focus();
+    });
+  }
   const rows = [...byCode.entries()].sort((a, b) => b[1].students.size - a[1].students.size || b[1].hints - a[1].hints);
   const nStudents = Math.max(1, new Set(all.map((d) => d.student)).size);
   const list = $("heat-list");
@@ -199,7 +224,7 @@ function renderHeat() {
   }
   const bar = $("filter-bar");
   bar.hidden = filter === null;
-  if (filter) $("filter-text").textContent = t("filterOn", { c: codeName(filter.split(":")[1]) });
+  if (filter) $("filter-text").textContent = t("filterOn", { c: filterName(filter) });
 }
 
 // ------------------------------------------------------------------ mirror
