@@ -9,7 +9,9 @@ __all__ = ["CJK_RE", "is_cjk", "split_runs"]
 # CJK Unified Ideographs (+ extension A and compatibility ideographs). Every such character
 # becomes its own token so that per-token spelling predictions map 1:1 onto characters.
 CJK_RE = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
-_RUN_RE = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]|[^\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
+_RUN_RE = re.compile(
+    r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]|[^\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+"
+)
 
 
 def is_cjk(ch: str) -> bool:

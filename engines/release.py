@@ -1,0 +1,298 @@
+"""Release (CPU): checkpoint -> ONNX FP32 + INT8 -> verified -> evaluated on valid -> manifest.
+
+    python -m engines.release --ckpt .runs/full/ckpt.pt --pack .pack --data ../shared/data
+
+The INT8 sentence model becomes the default (`sentence_model.model_file`) only if every
+headline valid metric stays within 1 point (0.01) of FP32.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from engines.runtime import ENGINES_DIR, MANIFEST_FILE, OnnxModels
+
+__all__ = ["release"]
+
+SNAPSHOT_FILE = ENGINES_DIR.parent / "tests" / "fixtures" / "engines_snapshot.json"
+SNAPSHOT_TEXTS = (
+    "我们在老师的带领下参观了博物馆，收获很大。",
+    "通过这次活动，使我们明白了团结的重要性。",
+    "他的成绩在班里名列前矛，大家都很佩服他。",
+    "今天天气很好",
+    "Hello world, 这是一个 mixed 句子 2024 年。",
+    "𠀀字很罕见。",
+)
+VALID_SETS = (
+    ("zh-faulty", "sent_fcgec"),
+    ("zh-faulty", "sent_nacgec"),
+    ("zh-spelling", "csc_sighan"),
+    ("zh-spelling", "csc_lemon_ecspell"),
+    ("zh-essay", "essay_oe_traits"),
+    ("zh-coherence", "essay_cedcc_coherence"),
+)
+HEADLINE = {
+    "zh-faulty": ("auc", "mcc", "f1", "accuracy"),
+    "zh-spelling": ("detect_f1", "correct_f1", "char_detect_f1"),
+    "zh-essay": ("qwk_mean",),
+    "zh-coherence": ("qwk", "pearson"),
+}
+DATASETS = (
+    "unlabeled_student_essays",
+    "corpus_modern",
+    "sent_fcgec",
+    "sent_nacgec",
+    "csc_sighan",
+    "csc_lemon_ecspell",
+    "essay_oe_traits",
+    "essay_cedcc_coherence",
+)
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def io_spec(path: Path) -> dict[str, list[dict[str, Any]]]:
+    import onnx
+
+    g = onnx.load(str(path), load_external_data=False).graph
+    init = {i.name for i in g.initializer}
+
+    def one(v: Any) -> dict[str, Any]:
+        t = v.type.tensor_type
+        return {
+            "name": v.name,
+            "dtype": onnx.helper.tensor_dtype_to_np_dtype(t.elem_type).name,
+            "shape": [d.dim_param or d.dim_value for d in t.shape.dim],
+        }
+
+    return {
+        "inputs": [one(v) for v in g.input if v.name not in init],
+        "outputs": [one(v) for v in g.output],
+    }
+
+
+def artifact(path: Path) -> dict[str, Any]:
+    entry = {
+        "file": str(path.relative_to(ENGINES_DIR)),
+        "sha256": sha256(path),
+        "size": path.stat().st_size,
+    }
+    if path.suffix == ".onnx":
+        entry.update(io_spec(path))
+        entry["opset"] = 17
+    return entry
+
+
+def count_records(data: Path) -> dict[str, dict[str, int]]:
+    out: dict[str, dict[str, int]] = {}
+    for name in DATASETS:
+        folder = data / "zh" / name
+        for f in sorted(folder.glob("*.jsonl*")):
+            split = f.name.split(".")[0]
+            opener = __import__("gzip").open if f.suffix == ".gz" else open
+            with opener(f, "rt", encoding="utf-8") as fh:
+                out.setdefault(name, {})[split] = sum(1 for line in fh if line.strip())
+    return out
+
+
+def baselines(data: Path) -> dict[str, Any]:
+    """Trivial baselines on the valid splits: majority class / predicting the train mean."""
+    from engines.jsonl import read_jsonl
+    from engines.metrics import binary_scores, qwk
+
+    out: dict[str, Any] = {}
+    for name in ("sent_fcgec", "sent_nacgec"):
+        y = np.array([r["is_error"] for r in read_jsonl(data / "zh" / name / "valid.jsonl")], bool)
+        b = binary_scores(y, np.ones_like(y))
+        out[name] = {"rule": "all faulty", **b, "auc": 0.5}
+    for name in ("csc_sighan", "csc_lemon_ecspell"):
+        out[name] = {
+            "rule": "flag nothing",
+            "detect_f1": 0.0,
+            "correct_f1": 0.0,
+            "char_detect_f1": 0.0,
+        }
+    oe = list(read_jsonl(data / "zh/essay_oe_traits/valid.jsonl"))
+    g = {"Bad": 0, "Medium": 1, "Great": 2}
+    out["essay_oe_traits"] = {
+        "rule": "majority grade (Medium) for every trait",
+        "qwk_mean": 0.0,
+        "accuracy_overall": float(
+            np.mean([r["traits"]["overall"] == "Medium" for r in oe if r.get("traits")])
+        ),
+    }
+    tr = list(read_jsonl(data / "zh/essay_cedcc_coherence/train.jsonl"))
+    va = list(read_jsonl(data / "zh/essay_cedcc_coherence/valid.jsonl"))
+    major = int(np.bincount([r["coherence_grade"] for r in tr]).argmax())
+    mean = float(np.mean([r["coherence_score"] for r in tr]))
+    out["essay_cedcc_coherence"] = {
+        "rule": f"majority grade ({major}) / train-mean score ({mean:.2f})",
+        "qwk": qwk([r["coherence_grade"] for r in va], [major] * len(va), 3),
+        "pearson": 0.0,
+        "score_rmse": float(np.sqrt(np.mean([(r["coherence_score"] - mean) ** 2 for r in va]))),
+    }
+    del g
+    return out
+
+
+def snapshot(models: OnnxModels) -> dict[str, Any]:
+    batch = models.sentence.encode(list(SNAPSHOT_TEXTS))
+    out = models.run_sentences(batch)
+    return {
+        "texts": list(SNAPSHOT_TEXTS),
+        "model_file": models.sentence_file.name,
+        "input_ids": batch.feeds["input_ids"].tolist(),
+        "outputs": {
+            k: np.asarray(v).tolist()
+            for k, v in out.items()
+            if k in ("faulty_prob", "type_probs", "spell_detect_prob", "embedding")
+        },
+    }
+
+
+def release(ckpt_file: Path, pack: Path, data: Path) -> dict[str, Any]:
+    import torch
+
+    from engines.evaluate import evaluate
+    from engines.export import (
+        export_essay,
+        export_sentence,
+        load_models,
+        quantize_int8,
+        verify_sentence,
+    )
+    from engines.segment import SEGMENTER_NAME
+
+    sm, em, ckpt = load_models(ckpt_file)
+    zh = ENGINES_DIR / "zh"
+    zh.mkdir(exist_ok=True)
+    shutil.copy(pack / "tokenizer.model", zh / "tokenizer.model")
+    fp32, int8, essay = zh / "sentence_fp32.onnx", zh / "sentence_int8.onnx", zh / "essay.onnx"
+    export_sentence(sm, fp32)
+    tolerance = 1e-4
+    max_diff = verify_sentence(sm, fp32, atol=tolerance)
+    quantize_int8(fp32, int8)
+    export_essay(em, essay)
+    pack_meta = json.loads((pack / "pack.json").read_text())
+    res = ckpt["results"]
+    manifest: dict[str, Any] = {
+        "schema": 1,
+        "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "language": "zh",
+        "tokenizer": {
+            **artifact(zh / "tokenizer.model"),
+            "kind": "sentencepiece unigram, byte fallback; "
+            "one piece per CJK character (user-defined), sub-words for non-CJK runs (zh+en)",
+            "vocab_size": pack_meta["vocab_size"],
+            "max_tokens": pack_meta["max_len"],
+            "pad_id": 0,
+            "mask_id": 4,
+            "truncation": "sentences are cut to max_tokens tokens",
+        },
+        "artifacts": {
+            "sentence_fp32": artifact(fp32),
+            "sentence_int8": artifact(int8),
+            "essay": artifact(essay),
+        },
+        "sentence_model": {
+            "model_file": "sentence_fp32",
+            "outputs": [o["name"] for o in io_spec(fp32)["outputs"]],
+            "types": list(pack_meta["types"]),
+            "type_names_zh": {
+                "IWO": "语序不当",
+                "IWC": "搭配不当",
+                "CM": "成分残缺",
+                "CR": "成分赘余",
+                "SC": "结构混乱",
+                "ILL": "不合逻辑",
+                "AM": "表意不明",
+            },
+            "faulty_threshold": res["sentence"]["faulty_threshold"],
+            "spelling_threshold": res["sentence"]["spelling_threshold"],
+            "spelling_candidates": "per character, a choice among n_cand confusion-set "
+            "candidates (slot 0 = keep): spelling pairs mined from the train splits, similar "
+            "shape (pycorrector same_stroke), same pinyin (pycorrector same_pinyin, pypinyin)",
+            "config": ckpt["sentence_cfg"],
+            "onnx_vs_pytorch_max_abs_diff": max_diff,
+            "onnx_tolerance": tolerance,
+        },
+        "essay_model": {
+            "traits": [t for t, _ in pack_meta["traits"]],
+            "trait_sources": {t: s for t, s in pack_meta["traits"]},
+            "grades": list(pack_meta["grades"]),
+            "max_sentences": res["hparams"]["max_sentences"],
+            "embedding_dim": ckpt["sentence_cfg"]["d_model"],
+            "outputs": [o["name"] for o in io_spec(essay)["outputs"]],
+            "segmenter": SEGMENTER_NAME,
+            "config": ckpt["essay_cfg"],
+        },
+        "training": {
+            "hyperparameters": res["hparams"],
+            "device": res.get("gpu", res["device"]),
+            "train_seconds": round(res["train_seconds"], 1),
+            "data_records": count_records(data),
+            "pack_shapes": pack_meta["shapes"],
+            "dev_split": "6% of train (by split_group) for thresholds; 10% of essays",
+        },
+        "metrics": {
+            "torch_training_run": {
+                k: res[k] for k in ("sentence", "no_pretrain", "essay") if k in res
+            }
+        },
+    }
+    MANIFEST_FILE.write_text(json.dumps(manifest, indent=1, ensure_ascii=False))
+
+    valid: dict[str, Any] = {"fp32": {}, "int8": {}}
+    for variant, path in (("fp32", fp32), ("int8", int8)):
+        models = OnnxModels(manifest, threads=2, sentence_file=path)
+        for task, name in VALID_SETS:
+            f = data / "zh" / name / "valid.jsonl"
+            valid[variant][name] = evaluate(task, f, models)
+            print(variant, name, json.dumps(valid[variant][name]), flush=True)
+    worst = max(
+        abs(valid["fp32"][n][k] - valid["int8"][n][k]) for t, n in VALID_SETS for k in HEADLINE[t]
+    )
+    int8_ok = worst <= 0.01
+    manifest["sentence_model"]["model_file"] = "sentence_int8" if int8_ok else "sentence_fp32"
+    manifest["sentence_model"]["int8_qualified"] = int8_ok
+    manifest["sentence_model"]["int8_max_metric_drop"] = worst
+    manifest["metrics"]["valid"] = valid
+    manifest["metrics"]["baselines_valid"] = baselines(data)
+    MANIFEST_FILE.write_text(json.dumps(manifest, indent=1, ensure_ascii=False))
+
+    models = OnnxModels(manifest, threads=1)
+    SNAPSHOT_FILE.parent.mkdir(parents=True, exist_ok=True)
+    snaps = {
+        "fp32": snapshot(OnnxModels(manifest, sentence_file=fp32)),
+        "default": snapshot(models),
+    }
+    SNAPSHOT_FILE.write_text(json.dumps(snaps))
+    del torch
+    return manifest
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--ckpt", type=Path, default=Path(".runs/full/ckpt.pt"))
+    ap.add_argument("--pack", type=Path, default=Path(".pack"))
+    ap.add_argument("--data", type=Path, default=Path("../shared/data"))
+    args = ap.parse_args(argv)
+    release(args.ckpt, args.pack, args.data)
+
+
+if __name__ == "__main__":
+    main()

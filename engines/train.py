@@ -1,0 +1,659 @@
+"""Train the Chinese sentence model and essay model, then export, evaluate and write the manifest.
+
+    python -m engines.train                      # everything, on a CUDA GPU (~10 min on an H100)
+    python -m engines.train --stage prepare      # CPU only: tokenizer, confusion sets, pack
+    python -m engines.train --stage fit --pack .pack --out .runs/full    # GPU: needs only the pack
+    python -m engines.train --stage release --out .runs/full             # CPU: ONNX, INT8, manifest
+
+Reads top to bottom: defaults, overrides, data, model, pre-training loop, fine-tuning loop,
+evaluation on dev/valid, essay model, checkpoint, release. The split between `fit` and the
+other stages exists because the GPU machine has neither the raw data nor jieba.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+# ----------------------------------------------------------------------------- defaults
+DEFAULTS: dict[str, Any] = dict(
+    seed=1337,
+    # sentence encoder (sized for the CPU default: ~3 ms / 48-token sentence on one core)
+    n_layer=4,
+    n_head=4,
+    d_model=256,
+    d_ff=1024,
+    dropout=0.1,
+    # pre-training: masked LM + confusion-set replaced-character correction on the corpus
+    pretrain_steps=6000,
+    pretrain_batch=256,
+    pretrain_lr=1e-3,
+    mask_prob=0.15,
+    confuse_prob=0.05,
+    # fine-tuning: 病句 + real spelling data + synthetic spelling errors, jointly
+    finetune_steps=2500,
+    faulty_batch=64,
+    csc_batch=128,
+    synth_batch=64,
+    finetune_lr=3e-4,
+    synth_prob=0.04,
+    error_weight=3.0,
+    ged_weight=1.0,
+    synth_weight=0.5,
+    # essay model over frozen sentence embeddings
+    essay_epochs=80,
+    essay_batch=32,
+    essay_lr=1e-3,
+    essay_wd=0.05,
+    essay_d_model=128,
+    essay_layers=1,
+    max_sentences=96,
+    warmup=300,
+    weight_decay=0.01,
+    grad_clip=1.0,
+    log_every=200,
+    compare_no_pretrain=True,
+    # wall-clock guards (seconds since start): loops stop early rather than overrun a GPU lease
+    pretrain_deadline_s=330.0,
+    finetune_deadline_s=520.0,
+)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description="Train Inkstone's Chinese models")
+    ap.add_argument(
+        "--stage",
+        choices=["all", "prepare", "fit", "essay", "release"],
+        default="all",
+        help="essay: retrain only the essay model of OUT/ckpt.pt (CPU is enough)",
+    )
+    ap.add_argument("--data", type=Path, default=Path("../shared/data"))
+    ap.add_argument("--pack", type=Path, default=Path(".pack"))
+    ap.add_argument("--out", type=Path, default=Path(".runs/full"))
+    ap.add_argument("--device", default=None)
+    for k, v in DEFAULTS.items():  # overrides: --pretrain_steps 100 ...
+        kind = (lambda s: s.lower() in ("1", "true", "yes")) if isinstance(v, bool) else type(v)
+        ap.add_argument(f"--{k}", type=kind, default=v)
+    return ap.parse_args(argv)
+
+
+def hparams(args: argparse.Namespace) -> dict[str, Any]:
+    return {k: getattr(args, k) for k in DEFAULTS}
+
+
+# ----------------------------------------------------------------------------- data
+class Pack:
+    """The pretokenised arrays written by engines.prepare (see its docstring)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.meta = json.loads((folder / "pack.json").read_text())
+        with np.load(folder / "pack.npz") as z:
+            self.a = {k: z[k] for k in z.files}
+        self.confusion = np.load(folder / "confusion.npy")
+
+    def split(self, prefix: str, dev: bool | None) -> dict[str, np.ndarray]:
+        """Arrays under `prefix`; dev=True/False selects the dev carve-out or the rest."""
+        out = {k[len(prefix) + 1 :]: v for k, v in self.a.items() if k.startswith(prefix + "_")}
+        if dev is None:
+            return out
+        keep = out["dev"].astype(bool) == dev
+        return {k: v[keep] for k, v in out.items()}
+
+
+def fit(args: argparse.Namespace) -> dict[str, Any]:
+    import torch
+    import torch.nn.functional as F
+
+    from engines.metrics import auc, binary_scores, macro_f1_multilabel, sighan_scores
+    from engines.model import EncoderConfig, SentenceModel
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    torch.manual_seed(args.seed)
+    rng = np.random.default_rng(args.seed)
+    use_bf16 = device == "cuda"
+    if device == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+    autocast = torch.autocast(
+        device_type="cuda" if use_bf16 else "cpu", dtype=torch.bfloat16, enabled=use_bf16
+    )
+    pack = Pack(args.pack)
+    t_start = time.time()
+    log_lines: list[str] = []
+
+    def log(msg: str) -> None:
+        line = f"[{time.time() - t_start:7.1f}s] {msg}"
+        print(line, flush=True)
+        log_lines.append(line)
+
+    def to_t(x: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(x.astype(np.int64)).to(device)
+
+    confusion = torch.from_numpy(pack.confusion.astype(np.int64)).to(device)  # (V, K)
+    V, K = confusion.shape
+    is_char = (confusion[:, 1] != 0) | torch.zeros(V, dtype=torch.bool, device=device)  # (V,)
+
+    def trim(ids: torch.Tensor, *more: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Cut padding columns beyond the longest sequence in the batch."""
+        T = int((ids != 0).sum(1).max().clamp(min=1))
+        return (ids[:, :T], *(m[:, :T] for m in more))
+
+    # ------------------------------------------------------------------------- model
+    def new_model() -> SentenceModel:
+        cfg = EncoderConfig(
+            vocab_size=V,
+            max_len=pack.meta["max_len"],
+            n_layer=args.n_layer,
+            n_head=args.n_head,
+            d_model=args.d_model,
+            d_ff=args.d_ff,
+            dropout=args.dropout,
+            n_types=len(pack.meta["types"]),
+            n_cand=K,
+        )
+        return SentenceModel(cfg, confusion.cpu()).to(device)
+
+    def optimizer(model: torch.nn.Module, lr: float) -> torch.optim.Optimizer:
+        decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
+        no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
+        return torch.optim.AdamW(
+            [
+                {"params": decay, "weight_decay": args.weight_decay},
+                {"params": no_decay, "weight_decay": 0.0},
+            ],
+            lr=lr,
+            betas=(0.9, 0.98),
+            fused=device == "cuda",
+        )
+
+    def lr_at(step: int, total: int, peak: float) -> float:
+        if step < args.warmup:
+            return peak * (step + 1) / args.warmup
+        return (
+            peak
+            * 0.5
+            * (1 + math.cos(math.pi * (step - args.warmup) / max(total - args.warmup, 1)))
+        )
+
+    # ------------------------------------------------------------------------- spelling targets
+    def spelling_targets(ids: torch.Tensor, gold: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """ids/gold (B, T) -> scored mask, detect target (B, T), candidate slot (B, T; -100)."""
+        scored = is_char[ids] & (gold != 0)
+        wrong = scored & (gold != ids)
+        hit = confusion[ids] == gold.unsqueeze(-1)  # (B, T, K)
+        slot = torch.where(hit.any(-1), hit.float().argmax(-1), torch.full_like(ids, -100))
+        slot = torch.where(scored, slot, torch.full_like(ids, -100))
+        return scored, wrong.float(), slot
+
+    def corrupt(ids: torch.Tensor, prob: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """Synthetic spelling errors: replace characters by a confusion-set neighbour,
+        preferring the first (mined / similar-shape / same-pinyin) candidates."""
+        n_valid = (confusion[ids] != 0).sum(-1) - 1  # (B, T)
+        pos = (torch.rand(ids.shape, device=device) < prob) & is_char[ids] & (n_valid > 0)
+        u = torch.rand(ids.shape, device=device)
+        slot = 1 + (u * u * n_valid.float()).long().clamp(max=K - 1)
+        new = torch.where(pos, confusion[ids].gather(-1, slot.unsqueeze(-1)).squeeze(-1), ids)
+        return new, ids  # corrupted input, gold
+
+    def spelling_loss(
+        model: SentenceModel,
+        h: torch.Tensor,
+        ids: torch.Tensor,
+        out: dict[str, torch.Tensor],
+        scored: torch.Tensor,
+        wrong: torch.Tensor,
+        slot: torch.Tensor,
+    ) -> torch.Tensor:
+        """Detection BCE on every scored character; candidate CE on every wrong character
+        plus a random 15% of the correct ones (scoring K candidates everywhere is costly)."""
+        w = scored.float() * (1 + (args.error_weight - 1) * wrong)
+        det = F.binary_cross_entropy_with_logits(
+            out["detect_logit"].float(), wrong, weight=w, reduction="sum"
+        ) / w.sum().clamp(min=1)
+        pick = (slot != -100) & (wrong.bool() | (torch.rand(ids.shape, device=device) < 0.15))
+        logits, _ = model.candidate_logits(h[pick], ids[pick])  # (N, K)
+        cw = torch.where(wrong.bool()[pick], args.error_weight, 1.0)
+        ce = F.cross_entropy(logits.float(), slot[pick], reduction="none")
+        return det + (ce * cw).sum() / cw.sum().clamp(min=1)
+
+    # ------------------------------------------------------------------------- pre-training
+    pre = pack.a["pretrain"]
+
+    def pretrain(model: SentenceModel) -> None:
+        opt = optimizer(model, args.pretrain_lr)
+        model.train()
+        for step in range(args.pretrain_steps):
+            for g in opt.param_groups:
+                g["lr"] = lr_at(step, args.pretrain_steps, args.pretrain_lr)
+            (ids,) = trim(to_t(pre[rng.integers(0, len(pre), args.pretrain_batch)]))
+            attn = (ids != 0).long()
+            noisy, gold = corrupt(ids, args.confuse_prob)
+            r = torch.rand(ids.shape, device=device)
+            masked = (r < args.mask_prob) & (attn == 1) & (noisy == ids)
+            r2 = torch.rand(ids.shape, device=device)
+            inp = torch.where(masked & (r2 < 0.8), torch.full_like(ids, 4), noisy)  # <mask> = 4
+            inp = torch.where(masked & (r2 >= 0.8) & (r2 < 0.9), torch.randint_like(ids, 5, V), inp)
+            with autocast:
+                h = model.encode(inp, attn)
+                out = model.heads(h, inp, attn, with_cands=False)
+                mlm = F.cross_entropy(model.mlm_logits(h[masked]).float(), ids[masked])
+                scored, wrong, slot = spelling_targets(inp, gold)
+                scored = scored & ~masked
+                slot = torch.where(masked, torch.full_like(slot, -100), slot)
+                loss = mlm + spelling_loss(model, h, inp, out, scored, wrong, slot)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
+            opt.step()
+            if step % args.log_every == 0 or step == args.pretrain_steps - 1:
+                log(f"pretrain {step:5d} loss {loss.item():.3f} mlm {mlm.item():.3f}")
+            if time.time() - t_start > args.pretrain_deadline_s:
+                log(f"pretrain stopped by the deadline at step {step}")
+                break
+
+    # ------------------------------------------------------------------------- fine-tuning
+    f_tr, f_dev = pack.split("faulty_train", False), pack.split("faulty_train", True)
+    c_tr, c_dev = pack.split("csc_train", False), pack.split("csc_train", True)
+
+    def finetune(model: SentenceModel) -> None:
+        opt = optimizer(model, args.finetune_lr)
+        model.train()
+        for step in range(args.finetune_steps):
+            for g in opt.param_groups:
+                g["lr"] = lr_at(step, args.finetune_steps, args.finetune_lr)
+            i = rng.integers(0, len(f_tr["ids"]), args.faulty_batch)
+            fid, fged = trim(to_t(f_tr["ids"][i]), to_t(f_tr["ged"][i]))
+            flab = to_t(f_tr["label"][i]).float()
+            ftyp = to_t(f_tr["types"][i]).float()
+            j = rng.integers(0, len(c_tr["ids"]), args.csc_batch)
+            cid, cgold = trim(to_t(c_tr["ids"][j]), to_t(c_tr["gold"][j]))
+            (sid,) = trim(to_t(pre[rng.integers(0, len(pre), args.synth_batch)]))
+            sin, sgold = corrupt(sid, args.synth_prob)
+            with autocast:
+                fo = model.heads(
+                    model.encode(fid, (fid != 0).long()), fid, (fid != 0).long(), with_cands=False
+                )
+                loss_f = F.binary_cross_entropy_with_logits(fo["faulty_logit"].float(), flab)
+                has_t = (ftyp.sum(1) > 0).float().unsqueeze(1)
+                loss_t = (
+                    F.binary_cross_entropy_with_logits(
+                        fo["type_logits"].float(), ftyp, reduction="none"
+                    )
+                    * has_t
+                ).sum() / (has_t.sum() * ftyp.shape[1]).clamp(min=1)
+                gm = (fged >= 0).float()
+                loss_g = (
+                    F.binary_cross_entropy_with_logits(
+                        fo["ged_logit"].float(), fged.clamp(min=0).float(), reduction="none"
+                    )
+                    * gm
+                ).sum() / gm.sum().clamp(min=1)
+                ch = model.encode(cid, (cid != 0).long())
+                co = model.heads(ch, cid, (cid != 0).long(), with_cands=False)
+                loss_c = spelling_loss(model, ch, cid, co, *spelling_targets(cid, cgold))
+                sh = model.encode(sin, (sin != 0).long())
+                so = model.heads(sh, sin, (sin != 0).long(), with_cands=False)
+                loss_s = spelling_loss(model, sh, sin, so, *spelling_targets(sin, sgold))
+                loss = (
+                    loss_f + loss_t + args.ged_weight * loss_g + loss_c + args.synth_weight * loss_s
+                )
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
+            opt.step()
+            if step % args.log_every == 0 or step == args.finetune_steps - 1:
+                log(
+                    f"finetune {step:5d} faulty {loss_f.item():.3f} types {loss_t.item():.3f} "
+                    f"ged {loss_g.item():.3f} "
+                    f"csc {loss_c.item():.3f} synth {loss_s.item():.3f}"
+                )
+            if time.time() - t_start > args.finetune_deadline_s:
+                log(f"finetune stopped by the deadline at step {step}")
+                break
+
+    # ------------------------------------------------------------------------- evaluation
+    @torch.no_grad()
+    def run_sentences(
+        model: SentenceModel, ids_np: np.ndarray, bs: int = 512
+    ) -> dict[str, np.ndarray]:
+        """Eval-mode outputs for padded id rows (probabilities, as exported)."""
+        model.eval()
+        outs: dict[str, list[np.ndarray]] = {}
+        names = ("faulty_prob", "type_probs", "detect_prob", "cand_probs", "cand_ids", "embedding")
+        for s in range(0, len(ids_np), bs):
+            ids = to_t(ids_np[s : s + bs])
+            with autocast:
+                res = model(ids, (ids != 0).long())
+            for n, r in zip(names, res, strict=True):
+                r = r.float() if r.is_floating_point() else r
+                r = r.cpu().numpy()
+                if r.ndim >= 2 and n not in ("type_probs", "embedding"):  # pad T back to 128
+                    pad = [(0, 0), (0, ids_np.shape[1] - r.shape[1])] + [(0, 0)] * (r.ndim - 2)
+                    r = np.pad(r, pad)
+                outs.setdefault(n, []).append(r)
+        model.train()
+        return {k: np.concatenate(v) for k, v in outs.items()}
+
+    def faulty_metrics(
+        model: SentenceModel, d: dict[str, np.ndarray], thr: float
+    ) -> dict[str, float]:
+        o = run_sentences(model, d["ids"])
+        y = d["label"].astype(bool)
+        m = binary_scores(y, o["faulty_prob"] >= thr)
+        m["auc"] = auc(y, o["faulty_prob"])
+        m["type_macro_f1"] = macro_f1_multilabel(d["types"][y], o["type_probs"][y] >= 0.5)
+        m["n"] = float(len(y))
+        return m
+
+    def best_threshold(y: np.ndarray, p: np.ndarray) -> float:
+        grid = np.linspace(0.05, 0.95, 91)
+        return float(grid[int(np.argmax([binary_scores(y, p >= t)["mcc"] for t in grid]))])
+
+    def spelling_preds(
+        o: dict[str, np.ndarray], ids: np.ndarray, thr: float
+    ) -> list[dict[int, int]]:
+        preds = []
+        for b in range(len(ids)):
+            flags = {}
+            for t in np.nonzero((o["detect_prob"][b] >= thr) & (ids[b] != 0))[0]:
+                if o["cand_ids"][b, t, 1] == 0:
+                    continue
+                best = 1 + int(np.argmax(o["cand_probs"][b, t, 1:]))
+                flags[int(t)] = int(o["cand_ids"][b, t, best])
+            preds.append(flags)
+        return preds
+
+    def spelling_metrics(
+        model: SentenceModel, d: dict[str, np.ndarray], thr: float | None = None
+    ) -> dict[str, float]:
+        o = run_sentences(model, d["ids"])
+        gold = [
+            {
+                int(t): int(g)
+                for t in np.nonzero((g_row != i_row) & (g_row != 0))[0]
+                for g in [g_row[t]]
+            }
+            for i_row, g_row in zip(d["ids"], d["gold"], strict=True)
+        ]
+        if thr is None:  # tune the detection threshold for sentence-level correction F1
+            grid = np.linspace(0.1, 0.9, 17)
+            scores = [
+                sighan_scores(gold, spelling_preds(o, d["ids"], t))["correct_f1"] for t in grid
+            ]
+            thr = float(grid[int(np.argmax(scores))])
+        m = sighan_scores(gold, spelling_preds(o, d["ids"], thr))
+        m["threshold"] = thr
+        return m
+
+    def evaluate_sentence_model(model: SentenceModel) -> dict[str, Any]:
+        p_dev = run_sentences(model, f_dev["ids"])["faulty_prob"]
+        f_thr = best_threshold(f_dev["label"].astype(bool), p_dev)
+        s_dev = spelling_metrics(model, c_dev)
+        valid_f = pack.split("faulty_valid", None)
+        valid_c = pack.split("csc_valid", None)
+        return {
+            "faulty_threshold": f_thr,
+            "spelling_threshold": s_dev["threshold"],
+            "dev": {"faulty": faulty_metrics(model, f_dev, f_thr), "spelling": s_dev},
+            "valid_torch": {
+                "faulty": faulty_metrics(model, valid_f, f_thr),
+                "spelling": spelling_metrics(model, valid_c, s_dev["threshold"]),
+            },
+        }
+
+    # ------------------------------------------------------------------------- run: sentence model
+    results: dict[str, Any] = {"hparams": hparams(args), "device": device}
+    if device == "cuda":
+        results["gpu"] = torch.cuda.get_device_name()
+    if args.compare_no_pretrain:
+        torch.manual_seed(args.seed + 1)
+        base = new_model()
+        finetune(base)
+        results["no_pretrain"] = evaluate_sentence_model(base)
+        log(f"no-pretrain: {json.dumps(results['no_pretrain']['valid_torch'])}")
+        del base
+    torch.manual_seed(args.seed)
+    model = new_model()
+    pretrain(model)
+    finetune(model)
+    results["sentence"] = evaluate_sentence_model(model)
+    log(f"pretrained: {json.dumps(results['sentence']['valid_torch'])}")
+
+    # ------------------------------------------------------------------------- essay model
+    ecfg, em, results["essay"] = train_essay(
+        args,
+        pack,
+        lambda p: run_sentences(model, pack.a[f"{p}_sent_ids"])["embedding"],
+        device,
+        log,
+    )
+
+    # ------------------------------------------------------------------------- checkpoint
+    args.out.mkdir(parents=True, exist_ok=True)
+    results["train_seconds"] = time.time() - t_start
+    torch.save(
+        {
+            "sentence_cfg": model.cfg.to_dict(),
+            "sentence_state": {
+                k: v.float().cpu() if v.is_floating_point() else v.cpu()
+                for k, v in model.state_dict().items()
+            },
+            "essay_cfg": ecfg.to_dict(),
+            "essay_state": {k: v.cpu() for k, v in em.state_dict().items()},
+            "results": results,
+        },
+        args.out / "ckpt.pt",
+    )
+    (args.out / "train_results.json").write_text(json.dumps(results, indent=1))
+    (args.out / "train.log").write_text("\n".join(log_lines) + "\n")
+    log(f"done in {time.time() - t_start:.0f}s -> {args.out}")
+    return results
+
+
+def train_essay(
+    args: argparse.Namespace,
+    pack: Pack,
+    embed: Callable[[str], np.ndarray],
+    device: str,
+    log: Callable[[str], None],
+) -> tuple[Any, Any, dict[str, Any]]:
+    """Essay model over frozen sentence embeddings (`embed`: pack prefix such as "oe_train"
+    -> (N_sentences, D) embeddings of that split's essay sentences).
+    Trained on OE traits and CEDCC coherence jointly; the epoch with the best dev score wins."""
+    import torch
+    import torch.nn.functional as F
+
+    from engines.metrics import pearson, qwk
+    from engines.model import EssayConfig, EssayModel
+
+    rng = np.random.default_rng(args.seed)
+    results: dict[str, Any] = {}
+
+    def essays(prefix: str) -> dict[str, Any]:
+        d = pack.split(prefix, None)
+        emb = embed(prefix)
+        off = d["offsets"]
+        return {
+            "emb": [emb[off[i] : off[i + 1]] for i in range(len(off) - 1)],
+            "sf": [d["sent_feats"][off[i] : off[i + 1]] for i in range(len(off) - 1)],
+            "ef": d["essay_feats"],
+            "traits": d["traits"],
+            "coh": d["coh_grade"],
+            "score": d["coh_score"],
+            "dev": d["dev"].astype(bool),
+        }
+
+    def cat(*ds: dict[str, Any]) -> dict[str, Any]:
+        return {
+            k: (
+                [x for d in ds for x in d[k]]
+                if isinstance(ds[0][k], list)
+                else np.concatenate([d[k] for d in ds])
+            )
+            for k in ds[0]
+        }
+
+    def sel(d: dict[str, Any], mask: np.ndarray) -> dict[str, Any]:
+        idx = np.nonzero(mask)[0]
+        return {k: ([v[i] for i in idx] if isinstance(v, list) else v[idx]) for k, v in d.items()}
+
+    def batchify(d: dict[str, Any], idx: np.ndarray) -> tuple[torch.Tensor, ...]:
+        S = min(max(len(d["emb"][i]) for i in idx), args.max_sentences)
+        D, Fs = d["emb"][idx[0]].shape[1], d["sf"][idx[0]].shape[1]
+        emb = np.zeros((len(idx), S, D), np.float32)
+        sf = np.zeros((len(idx), S, Fs), np.float32)
+        mask = np.zeros((len(idx), S), np.int64)
+        for r, i in enumerate(idx):
+            n = min(len(d["emb"][i]), S)
+            emb[r, :n], sf[r, :n], mask[r, :n] = d["emb"][i][:n], d["sf"][i][:n], 1
+        f = lambda x: torch.from_numpy(x).to(device)  # noqa: E731
+        return f(emb), f(sf), f(mask), f(d["ef"][idx].astype(np.float32))
+
+    @torch.no_grad()
+    def essay_predict(em: EssayModel, d: dict[str, Any]) -> tuple[np.ndarray, ...]:
+        em.eval()
+        outs = [
+            em(*batchify(d, np.arange(s, min(s + 64, len(d["ef"])))))
+            for s in range(0, len(d["ef"]), 64)
+        ]
+        em.train()
+        return tuple(np.concatenate([o[k].cpu().numpy() for o in outs]) for k in range(3))
+
+    def essay_metrics(em: EssayModel, d: dict[str, Any]) -> dict[str, float]:
+        tp, cp, cs = essay_predict(em, d)
+        m: dict[str, float] = {}
+        for t, (name, _) in enumerate(pack.meta["traits"]):
+            lab = d["traits"][:, t] >= 0
+            if lab.any():
+                m[f"qwk_{name}"] = qwk(d["traits"][lab, t], tp[lab, t].argmax(-1), 3)
+        if any(k.startswith("qwk_") for k in m):
+            m["qwk_mean"] = float(np.mean([v for k, v in m.items() if k.startswith("qwk_")]))
+        lab = d["coh"] >= 0
+        if lab.any():
+            m["coherence_qwk"] = qwk(d["coh"][lab], cp[lab].argmax(-1), 3)
+            m["coherence_pearson"] = pearson(d["score"][lab], cs[lab])
+        return m
+
+    e_train = cat(essays("oe_train"), essays("cedcc_train"))
+    e_valid_oe, e_valid_ce = essays("oe_valid"), essays("cedcc_valid")
+    e_fit, e_dev = sel(e_train, ~e_train["dev"]), sel(e_train, e_train["dev"])
+    fm = torch.from_numpy(e_fit["ef"].mean(0))
+    fs = torch.from_numpy(e_fit["ef"].std(0))
+    ecfg = EssayConfig(
+        d_in=args.d_model,
+        n_sent_feats=e_fit["sf"][0].shape[1],
+        n_essay_feats=e_fit["ef"].shape[1],
+        d_model=args.essay_d_model,
+        n_layer=args.essay_layers,
+        n_traits=len(pack.meta["traits"]),
+    )
+    torch.manual_seed(args.seed)
+    em = EssayModel(ecfg, fm, fs).to(device)
+    eopt = torch.optim.AdamW(em.parameters(), lr=args.essay_lr, weight_decay=args.essay_wd)
+    best: tuple[float, dict[str, Any] | None, int] = (-1e9, None, -1)
+    n_fit = len(e_fit["ef"])
+    for epoch in range(args.essay_epochs):
+        perm = rng.permutation(n_fit)
+        for s in range(0, n_fit, args.essay_batch):
+            idx = perm[s : s + args.essay_batch]
+            emb, sf, mask, ef = batchify(e_fit, idx)
+            tl, cl, sl = em.logits(emb, sf, mask, ef)
+            tr = torch.from_numpy(e_fit["traits"][idx].astype(np.int64)).to(device)
+            coh = torch.from_numpy(e_fit["coh"][idx].astype(np.int64)).to(device)
+            sc = torch.from_numpy(e_fit["score"][idx]).to(device)
+            loss = F.cross_entropy(tl.reshape(-1, 3), tr.reshape(-1), ignore_index=-1)
+            if (coh >= 0).any():
+                loss = loss + F.cross_entropy(cl, coh, ignore_index=-1)
+                loss = loss + 4 * F.mse_loss(torch.sigmoid(sl)[coh >= 0], sc[coh >= 0] / 5.0)
+            eopt.zero_grad(set_to_none=True)
+            loss.backward()
+            eopt.step()
+        dm = essay_metrics(em, e_dev)
+        score = dm.get("qwk_mean", 0.0) + dm.get("coherence_qwk", 0.0)
+        if score > best[0]:
+            best = (score, {k: v.detach().clone() for k, v in em.state_dict().items()}, epoch)
+    assert best[1] is not None
+    em.load_state_dict(best[1])
+    results["essay"] = {
+        "best_epoch": best[2],
+        "dev": essay_metrics(em, e_dev),
+        "valid_torch": {
+            "oe": essay_metrics(em, e_valid_oe),
+            "cedcc": essay_metrics(em, e_valid_ce),
+        },
+    }
+    log(f"essay: {json.dumps(results['essay'])}")
+    return ecfg, em, results["essay"]
+
+
+def refit_essay(args: argparse.Namespace) -> None:
+    """Retrain the essay model on top of the sentence model in OUT/ckpt.pt (runs on CPU)."""
+    import torch
+
+    from engines.export import load_models
+
+    sm, _, ckpt = load_models(args.out / "ckpt.pt")
+    device = args.device or "cpu"
+    sm = sm.to(device)
+    t0 = time.time()
+
+    @torch.no_grad()
+    def embed(ids_np: np.ndarray) -> np.ndarray:
+        out = []
+        for s in range(0, len(ids_np), 256):
+            ids = torch.from_numpy(ids_np[s : s + 256].astype(np.int64)).to(device)
+            T = int((ids != 0).sum(1).max().clamp(min=1))
+            ids = ids[:, :T]
+            out.append(sm(ids, (ids != 0).long())[-1].float().cpu().numpy())
+        return np.concatenate(out)
+
+    cache = args.out / "essay_embeddings.npz"
+    pack = Pack(args.pack)
+    if cache.exists():
+        with np.load(cache) as z:
+            table = {k: z[k] for k in z.files}
+    else:
+        table = {
+            p: embed(pack.a[f"{p}_sent_ids"])
+            for p in ("oe_train", "cedcc_train", "oe_valid", "cedcc_valid")
+        }
+        np.savez(cache, **table)
+
+    def log(msg: str) -> None:
+        print(f"[{time.time() - t0:6.1f}s] {msg}", flush=True)
+
+    ecfg, em, res = train_essay(args, pack, lambda p: table[p], device, log)
+    ckpt["essay_cfg"] = ecfg.to_dict()
+    ckpt["essay_state"] = {k: v.cpu() for k, v in em.state_dict().items()}
+    ckpt["results"]["essay"] = res
+    ckpt["results"]["hparams"].update(
+        {k: getattr(args, k) for k in DEFAULTS if k.startswith("essay")}
+    )
+    torch.save(ckpt, args.out / "ckpt.pt")
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    if args.stage in ("all", "prepare"):
+        from engines.prepare import main as prepare_main
+
+        prepare_main(["--data", str(args.data), "--pack", str(args.pack)])
+    if args.stage in ("all", "fit"):
+        fit(args)
+    if args.stage == "essay":
+        refit_essay(args)
+    if args.stage in ("all", "release"):
+        from engines.release import release
+
+        release(args.out / "ckpt.pt", args.pack, args.data)
+
+
+if __name__ == "__main__":
+    main()
