@@ -62,6 +62,12 @@ _FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>[^()]*?)(?::\d+)?\)$")
 
 
 def category(frames: list[str]) -> str:
+    # py-spy counts a thread that returned from epoll and waits for the GIL as active:
+    # with the inference thread busy in Python code this is GIL contention, not I/O
+    if frames and frames[-1].startswith(
+        ("EpollSelector.select", "BaseSelectorEventLoop._write_to_self")
+    ):
+        return "event loop: select / wake-up (idle or waiting for the GIL)"
     for frame in reversed(frames):
         m = _FRAME.match(frame)
         path = m.group("file") if m else frame

@@ -33,5 +33,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--secret", default=None, help="token secret (default $INKSTONE_SECRET/dev)")
     p.add_argument("--tag", default=None, help="document id prefix (default: seed and time)")
     p.add_argument("--settle", type=float, default=30.0, help="seconds to wait for final acks")
+    p.add_argument(
+        "--debounce-max-ms", type=float, default=1000.0,
+        help="the server's debounce max wait (welcome announces only the quiet period)",
+    )  # fmt: skip
     p.add_argument("--allow-remote", action="store_true", help="allow a non-loopback --url")
     p.add_argument("--quiet", action="store_true", help="no human summary")

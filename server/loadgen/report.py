@@ -17,6 +17,7 @@ __all__ = ["ResourceSampler", "build_report", "format_summary", "merge", "percen
 LATENCIES = (
     "edit_to_ack_ms",
     "edit_to_hints_ms",
+    "edit_to_hints_after_debounce_ms",
     "server_edit_to_hints_ms",
     "server_analysis_ms",
     "server_queue_ms",
@@ -246,6 +247,7 @@ def format_summary(report: dict[str, Any]) -> str:
         "  latency (ms):",
         row("edit_to_ack_ms", "edit → ack (client)"),
         row("edit_to_hints_ms", "edit → hints (client, incl. debounce)"),
+        row("edit_to_hints_after_debounce_ms", "edit → hints (client, − debounce due)"),
         row("server_edit_to_hints_ms", "server edit → hints (since_edit)"),
         row("server_analysis_ms", "server analysis (debounce excluded)"),
         row("server_queue_ms", "server model queue"),

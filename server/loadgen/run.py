@@ -117,6 +117,8 @@ async def _worker(
                 registry=registry,
             )
         )
+    for s in students:
+        s.client.max_wait_s = cfg["debounce_max_ms"] / 1000
     samples.students = len(students)
     n_classes = max(1, (cfg["students"] + cfg["class_size"] - 1) // cfg["class_size"])
     teachers = []
@@ -194,6 +196,7 @@ def run_loadgen(args: argparse.Namespace) -> dict[str, Any]:
         "secret": args.secret or os.environ.get("INKSTONE_SECRET") or None,
         "tag": tag,
         "settle": args.settle,
+        "debounce_max_ms": args.debounce_max_ms,
         "start_wall": time.time() + (2.0 if procs > 1 else 0.0),
     }
     load_corpus(args.data, args.lang)  # fail early on a missing data folder

@@ -31,6 +31,10 @@ class Samples:
     edit_to_ack_ms: list[float] = field(default_factory=list)
     edit_to_hints_ms: list[float] = field(default_factory=list)
     server_edit_to_hints_ms: list[float] = field(default_factory=list)  # timing.since_edit_ms
+    # client-side, debounce excluded: hints arrival − when the debounce was due to fire
+    # (min(last covered edit + quiet, first covered edit + max wait)); unlike analysis_ms it
+    # also counts event-loop lag before the debounce callback runs
+    edit_to_hints_after_debounce_ms: list[float] = field(default_factory=list)
     server_analysis_ms: list[float] = field(default_factory=list)  # timing.analysis_ms
     server_analysis_at: list[float] = field(default_factory=list)  # when (monotonic s)
     edit_to_ack_at: list[float] = field(default_factory=list)
@@ -99,6 +103,8 @@ class MeasuredClient(StudentClient):
         self.version_sent_at: dict[int, float] = {}  # resulting version → send time
         self.hinted_version = 0
         self.last_ack_version = 0
+        self.quiet_s = 0.3
+        self.max_wait_s = 1.0
 
     async def connect(self, timeout: float = 10.0) -> Welcome:
         session = SocketSession(self.url)
@@ -114,6 +120,8 @@ class MeasuredClient(StudentClient):
         if not isinstance(message, Welcome):
             raise ConnectionError(f"hello refused: {message}")
         self.welcome = message
+        if message.debounce_ms:
+            self.quiet_s = message.debounce_ms / 1000
         return message
 
     def _on_message(self, message: ServerMessage) -> None:
@@ -132,7 +140,10 @@ class MeasuredClient(StudentClient):
                 covered = [v for v in self.version_sent_at if v <= message.version]
                 if covered:
                     oldest = min(self.version_sent_at[v] for v in covered)
+                    newest = max(self.version_sent_at[v] for v in covered)
                     s.edit_to_hints_ms.append((now - oldest) * 1000)
+                    due = min(newest + self.quiet_s, oldest + self.max_wait_s)
+                    s.edit_to_hints_after_debounce_ms.append((now - due) * 1000)
                     for v in covered:
                         del self.version_sent_at[v]
                 t = message.timing
