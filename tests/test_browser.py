@@ -349,6 +349,25 @@ def test_ime_composition_sends_nothing_until_compositionend(
     assert sent and "今天" in sent[-1] and "jin" not in "".join(tab.frames_sent)
 
 
+def test_paste_and_undo(rules_server: LiveServer, tabs: Any) -> None:
+    tab = tabs()
+    tab.page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    open_student(tab, rules_server, doc="paste-doc")
+    page = tab.page
+    page.keyboard.insert_text("开头。")
+    tab.wait(SYNCED)
+    pasted = "粘贴进来的一大段文字，" * 40 + "\n第二段也一起粘贴。"
+    page.evaluate("(text) => navigator.clipboard.writeText(text)", pasted)
+    page.keyboard.press("Control+v")
+    tab.wait(f"{EDITOR}.length > 300")
+    tab.wait(SYNCED)
+    wait_server_text(rules_server, "paste-doc", "开头。" + pasted)
+    page.keyboard.press("Control+z")
+    tab.wait(f"{EDITOR} === '开头。'")
+    tab.wait(SYNCED)
+    wait_server_text(rules_server, "paste-doc", "开头。")
+
+
 def test_offline_typing_is_kept_and_sent_on_reconnect(rules_server: LiveServer, tabs: Any) -> None:
     tab = tabs()
     open_student(tab, rules_server, doc="net-doc")
