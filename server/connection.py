@@ -67,6 +67,7 @@ class Connection:
         self.doc: Document | None = None
         self.observing_docs: set[str] = set()
         self.observing_classes: set[str] = set()
+        self.full_hints_due = False
         self.outbox: asyncio.Queue[bytes | None] = asyncio.Queue()
         self._tokens = float(self.settings.rate_burst)
         self._refilled = clock.now()

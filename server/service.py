@@ -72,6 +72,7 @@ class Peer(Protocol):
     doc: Document | None
     observing_docs: set[str]
     observing_classes: set[str]
+    full_hints_due: bool  # the next hints message must carry every sentence
 
     def send(self, message: Any) -> None: ...
 
@@ -219,6 +220,13 @@ class Inkstone:
         if doc is None or doc.analysis is None:
             return
         a = doc.analysis
+        if a.version != doc.version:
+            # Offsets at an older version cannot be mapped by a client that has no edits
+            # since: send the whole set with the next analysis instead.
+            peer.full_hints_due = True
+            if not doc.analysing and not self.debouncer.pending(doc.id):
+                self.debouncer.touch(doc.id)
+            return
         peer.send(
             Hints(
                 version=a.version,
@@ -622,6 +630,20 @@ class Inkstone:
     ) -> None:
         by_encoding: dict[str, Hints] = {}
         for peer in self._audience(doc):
+            if peer.full_hints_due:
+                peer.full_hints_due = False
+                peer.send(
+                    Hints(
+                        version=analysis.version,
+                        sentences=to_wire_sentences(
+                            analysis, analysis.sentences, peer.encoding, doc.dismissed
+                        ),
+                        removed=tuple(removed),
+                        doc=doc.id,
+                        timing=timing,
+                    )
+                )
+                continue
             message = by_encoding.get(peer.encoding)
             if message is None:
                 message = by_encoding[peer.encoding] = Hints(

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import orjson
 import pytest
 import websockets
 
 from protocol import Ack, Change, Edit, Error, Hello, Hints, Ping, Pong, Replace, Scores, Welcome
+from server.config import Settings
 from server.wsclient import SocketSession, StudentClient
-from tests.conftest import LiveServer, run
+from tests.conftest import LiveServer, ThreadServer, run
 
 
 async def hello(
@@ -219,3 +221,28 @@ def test_health_metrics_and_dev_token(rules_server: LiveServer) -> None:
     from server.auth import verify_token
 
     assert verify_token(None, token).role == "teacher"
+
+
+def test_reconnect_before_analysis_gets_the_full_hint_set(tmp_path: Path) -> None:
+    """A client that reconnects while its latest edit is unanalysed cannot map old offsets:
+    the next hints message carries every sentence, not only the changed ones."""
+    settings = Settings(data_dir=tmp_path, debounce_quiet_ms=400, debounce_max_ms=1000)
+    with ThreadServer(settings, load_models=False) as live:
+
+        async def main() -> None:
+            client = StudentClient(live.url, live.token("s1"), "full", lang="en")
+            await client.connect()
+            await client.replace("The the cat sat. A dog ran.")
+            await client.wait_synced()
+            await client.session.wait_for(lambda m: isinstance(m, Hints) and len(m.sentences) == 2)
+            at = client.state.text.index("dog")
+            await client.change(at, at + 3, "fox")
+            await client.wait_synced()
+            await client.close()
+            await client.connect()
+            hints = await client.session.wait_for(lambda m: isinstance(m, Hints))
+            assert isinstance(hints, Hints) and hints.version == 2
+            assert len(hints.sentences) == 2
+            await client.close()
+
+        run(main())
