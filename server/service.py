@@ -243,13 +243,14 @@ class Inkstone:
         doc = peer.doc
         if doc is None:
             raise PeerError(ErrorCode.NO_SESSION, "no document is open")
+        if message.base is not None and message.base != doc.version:
+            raise PeerError(
+                ErrorCode.VERSION_MISMATCH,
+                f"{message.TYPE} is based on version {message.base}; "
+                f"the document is at {doc.version}",
+                version=doc.version,
+            )
         if isinstance(message, Edit):
-            if message.base != doc.version:
-                raise PeerError(
-                    ErrorCode.VERSION_MISMATCH,
-                    f"edit is based on version {message.base}; the document is at {doc.version}",
-                    version=doc.version,
-                )
             if len(message.changes) > self.settings.max_changes_per_edit:
                 raise PeerError(
                     ErrorCode.BAD_MESSAGE,
@@ -263,16 +264,7 @@ class Inkstone:
             )
             op = "edit"
             payload = orjson.dumps([[a.start, a.end, a.text] for a in applied])
-            updates = {
-                enc: tuple(a.as_change(enc) for a in applied) for enc in ("utf-16", "utf-32")
-            }
         else:
-            if message.base is not None and message.base != doc.version:
-                raise PeerError(
-                    ErrorCode.VERSION_MISMATCH,
-                    f"replace is based on version {message.base}; the document is at {doc.version}",
-                    version=doc.version,
-                )
             if len(message.text) > self.settings.max_document_chars:
                 raise PeerError(
                     ErrorCode.DOC_TOO_LARGE,
@@ -280,11 +272,8 @@ class Inkstone:
                     f"the limit is {self.settings.max_document_chars}",
                 )
             text, op, payload = message.text, "replace", message.text.encode()
-            start, end, inserted = diff_change(doc.text, text)
-            _, applied = apply_changes(doc.text, [Change(start, end, inserted)], "utf-32")
-            updates = {
-                enc: tuple(a.as_change(enc) for a in applied) for enc in ("utf-16", "utf-32")
-            }
+            # observers mirror a replace as the one change that turns the old text into the new
+            _, applied = apply_changes(doc.text, [Change(*diff_change(doc.text, text))], "utf-32")
         version = doc.version + 1
         try:
             self.store.append(doc.id, version, op, payload, text)
@@ -305,11 +294,8 @@ class Inkstone:
         if doc.presence != "online":
             self._set_presence(doc, "online")
         for other in self._audience(doc, exclude=peer):
-            other.send(
-                Update(
-                    doc=doc.id, version=version, changes=updates[other.encoding], student=doc.owner
-                )
-            )
+            changes = tuple(a.as_change(other.encoding) for a in applied)
+            other.send(Update(doc=doc.id, version=version, changes=changes, student=doc.owner))
         return Ack(version=version, id=message.id, doc=doc.id)
 
     def dismiss(self, peer: Peer, hint: str) -> None:
