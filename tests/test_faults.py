@@ -108,8 +108,8 @@ def test_kill_9_while_50_students_type(tmp_path: Path) -> None:
 
         async def scenario() -> None:
             group = students(server.url, 50, samples, speed=4.0, tag="k9")
-            typing = asyncio.ensure_future(type_for(group, 9.0))
-            await asyncio.sleep(4.0)
+            typing = asyncio.ensure_future(type_for(group, 7.0))
+            await asyncio.sleep(3.0)
             acked_before = {s.doc: s.client.state.version or 0 for s in group}
             assert sum(acked_before.values()) > 200  # real typing happened
             loop = asyncio.get_running_loop()

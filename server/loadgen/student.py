@@ -39,6 +39,7 @@ class Samples:
     server_analysis_at: list[float] = field(default_factory=list)  # when (monotonic s)
     edit_to_ack_at: list[float] = field(default_factory=list)
     server_queue_ms: list[float] = field(default_factory=list)
+    server_debounce_lag_ms: list[float] = field(default_factory=list)  # if the server says
     server_inference_ms: list[float] = field(default_factory=list)
     edit_to_observer_ms: list[float] = field(default_factory=list)
     errors: Counter[str] = field(default_factory=Counter)  # server error frames by code
@@ -152,6 +153,8 @@ class MeasuredClient(StudentClient):
                 if "analysis_ms" in t:
                     s.server_analysis_ms.append(float(t["analysis_ms"]))
                     s.server_analysis_at.append(now)
+                if "debounce_lag_ms" in t:
+                    s.server_debounce_lag_ms.append(float(t["debounce_lag_ms"]))
                 if "queue_ms" in t:
                     s.server_queue_ms.append(float(t["queue_ms"]))
                 if "inference_ms" in t:
