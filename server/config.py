@@ -35,6 +35,9 @@ class Settings:
     max_batch_sentences: int = 32
     max_batch_tokens: int = 2048
     cache_size: int = 50_000
+    # The essay model re-scores a document at most this often (its latest analysis);
+    # hints are never delayed by it.
+    score_interval_ms: int = 1500
     # Storage.
     snapshot_every: int = 100  # edits between full-text snapshots
     sqlite_synchronous: str = "NORMAL"  # WAL + NORMAL survives kill -9 of the process

@@ -149,3 +149,8 @@ class Document:
     analysing: bool = False
     dirty: bool = False
     presence: str = "offline"
+    scores: dict[str, Any] | None = None  # the latest scores sent (wire form)
+    scoring: bool = False
+    score_dirty: bool = False
+    score_timer: Any = None
+    last_scored_at: float = float("-inf")

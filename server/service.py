@@ -140,8 +140,9 @@ class Inkstone:
             stored.version,
             dismissed=stored.dismissed,
         )
-        if stored.hints is not None and isinstance(stored.hints, dict):
-            doc.analysis = Analysis.from_json(stored.hints, stored.scores)
+        if stored.analysis is not None:
+            doc.analysis = Analysis.from_json(stored.analysis, stored.scores)
+            doc.scores = stored.scores
         self.documents[doc_id] = doc
         self.metrics.documents.set(len(self.documents))
         if doc.analysis is None or doc.analysis.version != doc.version:
@@ -152,6 +153,8 @@ class Inkstone:
         if (
             not doc.editors
             and not doc.analysing
+            and not doc.scoring
+            and doc.score_timer is None
             and not self.debouncer.pending(doc.id)
             and not self.doc_observers.get(doc.id)
         ):
@@ -234,8 +237,8 @@ class Inkstone:
                 doc=doc.id,
             )
         )
-        if a.scores is not None:
-            peer.send(self._scores_message(a.scores))
+        if doc.scores is not None:
+            peer.send(self._scores_message(doc.scores))
 
     # ------------------------------------------------------------ edits
 
@@ -345,7 +348,7 @@ class Inkstone:
                 version=a.version,
                 text=a.text,
                 hints=to_wire_sentences(a, a.sentences, peer.encoding, doc.dismissed),
-                scores=None if a.scores is None else self._scores_message(a.scores),
+                scores=None if doc.scores is None else self._scores_message(doc.scores),
                 presence=doc.presence,  # type: ignore[arg-type]
                 lang=a.lang,
                 id=msg_id,
@@ -563,12 +566,47 @@ class Inkstone:
             self.metrics.edit_to_hints.observe(now - edit_at)
         self.metrics.analysis.observe(now - started)
         self._broadcast_hints(doc, analysis, changed, removed, timing)
-        await self._score(doc, analysis, segments, use_model)
+        self._request_score(doc)
 
-    async def _score(
-        self, doc: Document, analysis: Analysis, segments: list[Any], use_model: bool
-    ) -> None:
+    # ------------------------------------------------------------ essay scores
+
+    def _request_score(self, doc: Document) -> None:
+        """Score the latest analysis now, or when the per-document interval allows."""
+        if doc.scoring or doc.score_timer is not None:
+            doc.score_dirty = True
+            return
+        due = doc.last_scored_at + self.settings.score_interval_ms / 1000
+        if self.clock.now() >= due:
+            self.spawn(self._score_latest(doc))
+            return
+
+        def fire() -> None:
+            doc.score_timer = None
+            self.spawn(self._score_latest(doc))
+
+        doc.score_timer = self.clock.call_at(due, fire)
+
+    async def _score_latest(self, doc: Document) -> None:
+        doc.scoring, doc.score_dirty = True, False
+        try:
+            analysis = doc.analysis
+            if analysis is not None and analysis.scores is None:
+                await self._score(doc, analysis)
+        except Overloaded:
+            doc.score_dirty = True  # try again after the interval
+        except Exception:
+            log.exception("scoring %s failed", doc.id)
+        finally:
+            doc.scoring = False
+            doc.last_scored_at = self.clock.now()
+            if doc.score_dirty:
+                self._request_score(doc)
+            else:
+                self._maybe_evict(doc)
+
+    async def _score(self, doc: Document, analysis: Analysis) -> None:
         prediction = None
+        use_model = self.models is not None and analysis.lang == "zh"
         essay_model = getattr(self.models, "essay_model", "")
         if use_model and analysis.sentences:
             from engines.runtime import EssaySentence
@@ -579,25 +617,22 @@ class Inkstone:
                 if s.embedding is not None
             ]
             if sentences:
-                try:
-                    prediction, _ = await self.models.score(sentences, analysis.text)  # type: ignore[union-attr]
-                except Overloaded:
-                    prediction = None
+                prediction, _ = await self.models.score(sentences, analysis.text)  # type: ignore[union-attr]
         scores = build_scores(
             doc=doc.id,
             version=analysis.version,
             text=analysis.text,
-            sentences=len(segments),
-            paragraphs=[s.paragraph for s in segments],
+            sentences=len(analysis.sentences),
+            paragraphs=[s.paragraph for s in analysis.sentences],
             lang=analysis.lang,
             prediction=prediction,
             model=essay_model,
         )
-        analysis.scores = to_wire(scores)
+        analysis.scores = doc.scores = to_wire(scores)
         for peer in self._audience(doc):
             peer.send(scores)
         try:
-            self.store.save_analysis(doc.id, analysis.version, analysis.to_json(), analysis.scores)  # type: ignore[arg-type]
+            self.store.save_analysis(doc.id, analysis.version, analysis.to_json(), doc.scores)
         except StorageError:
             log.warning("could not store the analysis of %s", doc.id)
 

@@ -79,7 +79,7 @@ class StoredDocument:
     version: int
     text: str
     dismissed: set[str] = field(default_factory=set)
-    hints: list[Any] | None = None  # last analysis, as wire dicts
+    analysis: dict[str, Any] | None = None  # the last scored analysis (Analysis.to_json)
     scores: dict[str, Any] | None = None
     analysis_version: int = -1
 
@@ -172,7 +172,7 @@ class Store:
         )
 
     def save_analysis(
-        self, doc: str, version: int, hints: list[Any], scores: dict[str, Any] | None
+        self, doc: str, version: int, analysis: dict[str, Any], scores: dict[str, Any] | None
     ) -> None:
         self._write(
             [
@@ -181,7 +181,7 @@ class Store:
                     (
                         doc,
                         version,
-                        orjson.dumps(hints),
+                        orjson.dumps(analysis),
                         None if scores is None else orjson.dumps(scores),
                         time.time(),
                     ),
@@ -224,7 +224,7 @@ class Store:
         ).fetchone()
         if analysis is not None:
             stored.analysis_version = analysis[0]
-            stored.hints = orjson.loads(analysis[1])
+            stored.analysis = orjson.loads(analysis[1])
             stored.scores = None if analysis[2] is None else orjson.loads(analysis[2])
         return stored
 

@@ -173,3 +173,37 @@ def test_overload_is_an_explicit_error_and_feedback_follows(tmp_path: Path) -> N
                 await c.close()
 
         run(main())
+
+
+def test_hints_and_scores_survive_a_restart_for_teachers(tmp_path: Path) -> None:
+    """A teacher observing after a restart sees the stored analysis without re-running it."""
+    from protocol import Observe, Snapshot
+    from server.wsclient import Observer
+
+    settings = Settings(data_dir=tmp_path, **FAST)
+    with ThreadServer(settings) as live:
+
+        async def write() -> int:
+            client = StudentClient(live.url, live.token("r1"), "restart-essay", lang="zh")
+            await client.connect()
+            await client.replace("".join(ESSAY) + "我们我们出发了。")
+            await client.wait_synced()
+            await client.session.wait_for(lambda m: isinstance(m, Scores) and m.version == 1)
+            await client.close()
+            return len(client.state.hints)
+
+        sentences = run(write())
+    with ThreadServer(settings) as live:
+
+        async def observe() -> None:
+            teacher = Observer(live.url, live.token("t1", "teacher"))
+            await teacher.connect()
+            await teacher.session.send(Observe(doc="restart-essay"))
+            snap = await teacher.session.wait_for(lambda m: isinstance(m, Snapshot))
+            assert isinstance(snap, Snapshot) and snap.version == 1
+            assert len(snap.hints) == sentences == 4
+            assert any(h.code == "repeated_word" for s in snap.hints for h in s.hints)
+            assert snap.scores is not None and snap.scores.overall is not None
+            await teacher.close()
+
+        run(observe())
