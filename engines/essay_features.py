@@ -7,6 +7,7 @@ ONNX model, which standardises them with training-set statistics baked in as con
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
 
@@ -142,6 +143,7 @@ def essay_features(text: str, sentences: Sequence[str], paragraphs: Sequence[int
     """Whole-essay features, (len(ESSAY_FEATURE_NAMES),) float32. Needs jieba."""
     import jieba
 
+    jieba.setLogLevel(logging.WARNING)
     lengths = np.array([len(s) for s in sentences] or [0], dtype=np.float64)
     n_sent = len(sentences)
     n_par = (max(paragraphs) + 1) if paragraphs else 0

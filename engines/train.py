@@ -598,6 +598,7 @@ def refit_essay(args: argparse.Namespace) -> None:
     import torch
 
     from engines.export import load_models
+    from engines.model import masked_mean
 
     sm, _, ckpt = load_models(args.out / "ckpt.pt")
     device = args.device or "cpu"
@@ -611,7 +612,8 @@ def refit_essay(args: argparse.Namespace) -> None:
             ids = torch.from_numpy(ids_np[s : s + 256].astype(np.int64)).to(device)
             T = int((ids != 0).sum(1).max().clamp(min=1))
             ids = ids[:, :T]
-            out.append(sm(ids, (ids != 0).long())[-1].float().cpu().numpy())
+            mask = (ids != 0).long()
+            out.append(masked_mean(sm.encode(ids, mask), mask).float().cpu().numpy())
         return np.concatenate(out)
 
     cache = args.out / "essay_embeddings.npz"
