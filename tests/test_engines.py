@@ -73,10 +73,17 @@ def test_tokenizer_one_token_per_common_character(tokenizer: ZhTokenizer) -> Non
 
 
 def test_tokenizer_byte_fallback_for_rare_characters(tokenizer: ZhTokenizer) -> None:
-    enc = tokenizer.encode("𪚥")
+    enc = tokenizer.encode("龘")  # a BMP ideograph outside the vocabulary: its UTF-8 bytes
     pieces = [tokenizer.id_to_piece(i) for i in enc.ids]
-    assert pieces == ["<0xF0>", "<0xAA>", "<0x9A>", "<0xA5>"]
-    assert enc.spans == [(0, 1)] * 4 and enc.is_char == [True, False, False, False]
+    assert pieces == ["<0xE9>", "<0xBE>", "<0x98>"]
+    assert enc.spans == [(0, 1)] * 3 and enc.is_char == [True, False, False]
+    supplementary = tokenizer.encode("𪚥")  # outside the BMP: bytes too, never <unk>
+    assert [tokenizer.id_to_piece(i) for i in supplementary.ids] == [
+        "<0xF0>",
+        "<0xAA>",
+        "<0x9A>",
+        "<0xA5>",
+    ]
 
 
 # ----------------------------------------------------------------------------- ONNX models
