@@ -119,16 +119,18 @@ def test_misspelling_hint_has_exact_span_and_suggestion(model_server: LiveServer
     """The model flags 错别字 with the character span; the hint carries the fix."""
 
     async def main() -> None:
-        client = StudentClient(model_server.url, model_server.token("m4"), "essay-m4", lang="zh")
+        client = StudentClient(model_server.url, model_server.token("m4"), "essay-m4", lang="zh",
+                               encoding="utf-16")
         await client.connect()
-        await client.replace("只是每个人是如何去看侍的。")
+        clean = "天空中飘着朵朵白云，景色十分美丽，令人心旷神怡。"
+        await client.replace("😀" + "我门一起去公园玩。" + clean)
         await client.wait_synced()
         hints = await client.session.wait_for(lambda m: isinstance(m, Hints) and m.version == 1)
         assert isinstance(hints, Hints)
         spelling = [h for s in hints.sentences for h in s.hints if h.kind == "spelling"]
-        for h in spelling:
-            assert h.end - h.start == 1 and len(h.suggestions) == 1
-            assert client.state.text[h.start] != h.suggestions[0]
+        # 门 is at code point 2, UTF-16 unit 3 (the emoji takes two units)
+        assert [(h.start, h.end, h.suggestions) for h in spelling] == [(3, 4, ("们",))]
+        assert spelling[0].code == "misspelling" and spelling[0].source.startswith("zh-sentence@")
         await client.close()
 
     run(main())
