@@ -6,8 +6,8 @@ are the unions. JSON appears only in :mod:`protocol.codec`.
 
 Extensions to v1 (additive only): ``doc`` on ``hints``/``scores``/
 ``ack``; ``timing`` on ``hints``; ``grade``/``label`` on scores; ``role``,
-``user``, ``class``, ``lang``, ``position_encoding``, ``debounce_ms`` on
-``welcome``; ``unobserve`` and ``bye`` client messages.
+``user``, ``class``, ``lang``, ``position_encoding``, ``debounce_ms``,
+``debounce_max_ms`` on ``welcome``; ``unobserve`` and ``bye`` client messages.
 """
 
 from __future__ import annotations
@@ -216,6 +216,7 @@ class Welcome:
     lang: str = "zh"
     position_encoding: str = "utf-16"
     debounce_ms: int = 0
+    debounce_max_ms: int = 0
     id: MsgId = None
 
 

@@ -176,6 +176,7 @@ class Inkstone:
             lang=doc.lang if doc is not None else hello.lang,
             position_encoding=peer.encoding,
             debounce_ms=self.settings.debounce_quiet_ms,
+            debounce_max_ms=self.settings.debounce_max_ms,
             id=hello.id,
         )
 
