@@ -111,7 +111,7 @@ class ResourceSampler:
         if self.pid is None:
             return
         try:
-            import psutil
+            import psutil  # type: ignore[import-untyped]
 
             self.proc = psutil.Process(self.pid)
             self.proc.cpu_percent(None)

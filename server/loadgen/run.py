@@ -69,7 +69,7 @@ def find_server_pid(url: str) -> int | None:
     """The process listening on the URL's port on this machine, if any."""
     port = urlparse(url).port or 80
     try:
-        import psutil
+        import psutil  # type: ignore[import-untyped]
 
         for conn in psutil.net_connections(kind="tcp"):
             if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port:
