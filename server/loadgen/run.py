@@ -159,6 +159,8 @@ async def _worker(
                 samples.lost_edits += 1
     result = samples_to_dict(samples)
     result["cpu_s"] = time.process_time()
+    welcomed = [s.client.welcome for s in students if s.client.welcome is not None]
+    result["models"] = welcomed[0].models if welcomed else None
     return result
 
 
@@ -218,6 +220,7 @@ def run_loadgen(args: argparse.Namespace) -> dict[str, Any]:
     elapsed = time.monotonic() - begun
     server = sampler.stop()
     loadgen_cpu = sum(p.pop("cpu_s") for p in parts)
+    models = [m for m in (p.pop("models") for p in parts) if m is not None]
     samples = merge(parts)
     public = {k: cfg[k] for k in ("url", "students", "teachers", "lang", "speed", "seed", "tag")}
     public.update(
@@ -227,6 +230,7 @@ def run_loadgen(args: argparse.Namespace) -> dict[str, Any]:
         typing_s=cfg["duration"],
         wall_s=round(elapsed, 2),
     )
+    public["server_models"] = models[0] if models else None
     return build_report(
         samples, config=public, duration_s=cfg["duration"], server=server, loadgen_cpu_s=loadgen_cpu
     )
