@@ -164,7 +164,9 @@ def snapshot(models: OnnxModels) -> dict[str, Any]:
     }
 
 
-def release(ckpt_file: Path, pack: Path, data: Path) -> dict[str, Any]:
+def release(
+    ckpt_file: Path, pack: Path, data: Path, extra_metrics: Path | None = None
+) -> dict[str, Any]:
     import torch
 
     from engines.evaluate import evaluate
@@ -272,6 +274,8 @@ def release(ckpt_file: Path, pack: Path, data: Path) -> dict[str, Any]:
     manifest["sentence_model"]["int8_max_metric_drop"] = worst
     manifest["metrics"]["valid"] = valid
     manifest["metrics"]["baselines_valid"] = baselines(data)
+    if extra_metrics is not None:  # e.g. the pre-training ablation of an earlier run
+        manifest["metrics"].update(json.loads(extra_metrics.read_text()))
     MANIFEST_FILE.write_text(json.dumps(manifest, indent=1, ensure_ascii=False))
 
     models = OnnxModels(manifest, threads=1)
@@ -290,8 +294,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--ckpt", type=Path, default=Path(".runs/full/ckpt.pt"))
     ap.add_argument("--pack", type=Path, default=Path(".pack"))
     ap.add_argument("--data", type=Path, default=Path("../shared/data"))
+    ap.add_argument(
+        "--extra-metrics", type=Path, default=None, help="JSON object merged into manifest.metrics"
+    )
     args = ap.parse_args(argv)
-    release(args.ckpt, args.pack, args.data)
+    release(args.ckpt, args.pack, args.data, args.extra_metrics)
 
 
 if __name__ == "__main__":
