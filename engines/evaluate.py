@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -133,7 +134,10 @@ def main(argv: list[str] | None = None) -> None:
     models = OnnxModels(manifest, threads=args.threads)
     if args.fp32:
         models = OnnxModels(manifest, threads=args.threads, sentence_file=models.sentence.fp32_file)
-    print(json.dumps(evaluate(args.task, args.data, models), ensure_ascii=False))
+    result = evaluate(args.task, args.data, models)
+    # strict JSON: an undefined metric (e.g. AUC on a one-class file) is printed as null
+    result = {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in result.items()}
+    print(json.dumps(result, ensure_ascii=False, allow_nan=False))
 
 
 if __name__ == "__main__":
