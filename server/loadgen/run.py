@@ -117,7 +117,7 @@ async def _worker(
                 registry=registry,
             )
         )
-    for s in students:
+    for s in students:  # until a welcome announces debounce_max_ms
         s.client.max_wait_s = cfg["debounce_max_ms"] / 1000
     samples.students = len(students)
     n_classes = max(1, (cfg["students"] + cfg["class_size"] - 1) // cfg["class_size"])

@@ -123,6 +123,9 @@ class MeasuredClient(StudentClient):
         self.welcome = message
         if message.debounce_ms:
             self.quiet_s = message.debounce_ms / 1000
+        max_ms = getattr(message, "debounce_max_ms", 0)  # announced by newer servers
+        if max_ms:
+            self.max_wait_s = max_ms / 1000
         return message
 
     def _on_message(self, message: ServerMessage) -> None:
