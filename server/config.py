@@ -28,6 +28,7 @@ class Settings:
     max_changes_per_edit: int = 64
     max_violations: int = 20  # errors in a row before the connection is closed (1008)
     send_queue_limit: int = 512  # frames buffered for a slow reader before it is dropped
+    send_queue_bytes: int = 4 * 1024 * 1024  # … or bytes, whichever comes first
     # Inference.
     threads: int = 1  # onnxruntime intra-op threads per session
     queue_limit: int = 4096  # sentences waiting for the model before "overloaded"

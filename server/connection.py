@@ -45,8 +45,14 @@ log = logging.getLogger("inkstone.connection")
 CLOSE_GOING_AWAY = 1001
 CLOSE_POLICY = 1008
 CLOSE_TOO_BIG = 1009
-# Errors that are a normal part of editing, not abuse.
-_BENIGN = {ErrorCode.VERSION_MISMATCH, ErrorCode.OVERLOADED, ErrorCode.NOT_FOUND}
+# Errors that are a normal part of editing, or the server's own fault: not abuse.
+_BENIGN = {
+    ErrorCode.VERSION_MISMATCH,
+    ErrorCode.OVERLOADED,
+    ErrorCode.NOT_FOUND,
+    ErrorCode.STORAGE,
+    ErrorCode.INTERNAL,
+}
 
 
 class Connection:
@@ -68,6 +74,7 @@ class Connection:
         self.observing_docs: set[str] = set()
         self.observing_classes: set[str] = set()
         self.full_hints_due = False
+        self.queued_bytes = 0  # bytes in the outbox; the writer subtracts what it sent
         self.outbox: asyncio.Queue[bytes | None] = asyncio.Queue()
         self._tokens = float(self.settings.rate_burst)
         self._refilled = clock.now()
@@ -80,10 +87,15 @@ class Connection:
     def send(self, message: Any) -> None:
         if self.closing:
             return
-        if self.outbox.qsize() >= self.settings.send_queue_limit:
+        frame = encode(message)
+        if (
+            self.outbox.qsize() >= self.settings.send_queue_limit
+            or self.queued_bytes + len(frame) > self.settings.send_queue_bytes
+        ):
             self.close(CLOSE_POLICY, "slow consumer: too many unread messages")
             return
-        self.outbox.put_nowait(encode(message))
+        self.queued_bytes += len(frame)
+        self.outbox.put_nowait(frame)
         self.metrics.sent.labels(type=message.TYPE).inc()
 
     def close(self, code: int, reason: str) -> None:

@@ -145,6 +145,7 @@ class Document:
     analysis: Analysis | None = None
     editors: set[Any] = field(default_factory=set)  # student connections
     first_unanalysed_at: float | None = None  # monotonic time of the oldest unanalysed edit
+    debounce_due: float | None = None  # when the debounce was due for the newest edit
     last_edit_at: float = 0.0
     analysing: bool = False
     dirty: bool = False

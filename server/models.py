@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -97,8 +97,14 @@ class ModelService:
     def key(text: str) -> bytes:
         return hashlib.blake2b(text.encode(), digest_size=16).digest()
 
-    async def predict(self, texts: Sequence[str]) -> tuple[dict[str, Any], InferenceReport]:
-        """Predictions for ``texts`` (deduplicated); raises ``Overloaded`` before queueing any."""
+    async def predict(
+        self, texts: Sequence[str], transient: Collection[str] = ()
+    ) -> tuple[dict[str, Any], InferenceReport]:
+        """Predictions for ``texts`` (deduplicated); raises ``Overloaded`` before queueing any.
+
+        ``transient`` texts (a sentence still being typed) are predicted but not cached:
+        every keystroke makes a new one, and caching them would evict finished sentences.
+        """
         report = InferenceReport()
         results: dict[str, Any] = {}
         waiting: dict[str, asyncio.Future[tuple[Any, Timing]]] = {}
@@ -125,7 +131,8 @@ class ModelService:
                 waiting[text] = future
         for text, future in waiting.items():
             prediction, timing = await asyncio.shield(future)
-            self.cache.put(self.key(text), prediction)
+            if text not in transient:
+                self.cache.put(self.key(text), prediction)
             results[text] = prediction
             report.add(timing)
         return results, report

@@ -62,6 +62,8 @@ __all__ = ["Inkstone", "Peer"]
 
 log = logging.getLogger("inkstone.service")
 CLAUSE_ENDS = (";", ":", ",", "；", "：", "，")
+# A last sentence not ending like this is still being typed (its prediction is not cached).
+SENTENCE_ENDS = tuple("。！？；…!?.;”’」』\"')）")
 
 
 class Peer(Protocol):
@@ -294,7 +296,7 @@ class Inkstone:
         if doc.first_unanalysed_at is None:
             doc.first_unanalysed_at = now
         self.metrics.edits.inc()
-        self.debouncer.touch(doc.id)
+        doc.debounce_due = self.debouncer.touch(doc.id)
         if doc.presence != "online":
             self._set_presence(doc, "online")
         for other in self._audience(doc, exclude=peer):
@@ -475,6 +477,7 @@ class Inkstone:
 
     async def _analyse(self, doc: Document) -> None:
         started = self.clock.now()
+        due, doc.debounce_due = doc.debounce_due, None
         version, text = doc.version, doc.text
         edit_at, doc.first_unanalysed_at = doc.first_unanalysed_at, None
         lang = self.resolve_lang(doc, text)
@@ -495,7 +498,9 @@ class Inkstone:
         timing: dict[str, float] = {}
         if need:
             try:
-                predictions, report = await self.models.predict(need)  # type: ignore[union-attr]
+                last = segments[-1].text
+                transient = () if last.endswith(SENTENCE_ENDS) else (last,)
+                predictions, report = await self.models.predict(need, transient)  # type: ignore[union-attr]
             except Overloaded as exc:
                 self._overloaded(doc, exc, edit_at)
                 return
@@ -562,6 +567,8 @@ class Inkstone:
         doc.analysis = analysis
         now = self.clock.now()
         timing["analysis_ms"] = round((now - started) * 1000, 3)
+        if due is not None:  # how late the debounce callback ran (event loop busy)
+            timing["debounce_lag_ms"] = round(max(0.0, started - due) * 1000, 3)
         if edit_at is not None:
             timing["since_edit_ms"] = round((now - edit_at) * 1000, 3)
             self.metrics.edit_to_hints.observe(now - edit_at)

@@ -57,7 +57,11 @@ class ThreadServer:
         port = self.sock.getsockname()[1]
         self.app = create_app(replace(settings, port=port), load_models=load_models)
         config = uvicorn.Config(
-            self.app, log_level="warning", lifespan="on", ws_max_size=4 * settings.max_message_bytes
+            self.app,
+            log_level="warning",
+            lifespan="on",
+            ws_max_size=4 * settings.max_message_bytes,
+            ws_per_message_deflate=False,
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]})
