@@ -74,6 +74,7 @@ class DocumentClient:
         self.hints_version = -1
         self.scores: Scores | None = None
         self.resyncs = 0
+        self.resync_due_ms: int | None = None  # a refused operation: resync after this delay
         self._ids = itertools.count(1)
         self._stale_ids: set[str | int] = set()
 
@@ -92,8 +93,12 @@ class DocumentClient:
             id=next(self._ids),
         )
 
-    def change(self, start: int, end: int, text: str) -> Edit:
-        """The user replaced ``self.text[start:end]`` (code points) by ``text``."""
+    def change(self, start: int, end: int, text: str) -> Edit | None:
+        """The user replaced ``self.text[start:end]`` (code points) by ``text``.
+
+        Returns the edit to send, or None while a refused operation awaits its resync
+        (the change is kept locally and goes out with the resync's ``replace``).
+        """
         if not 0 <= start <= end <= len(self.text):
             raise UsageError(f"change {start}..{end} outside 0..{len(self.text)}")
         index = PositionIndex(self.text, self.encoding)
@@ -101,6 +106,8 @@ class DocumentClient:
         self.text = self.text[:start] + text + self.text[end:]
         if self.version is None:
             raise UsageError("no welcome yet: call hello() and receive the welcome first")
+        if self.resync_due_ms is not None:
+            return None
         edit = Edit(base=self.version + len(self.pending), changes=(wire,), id=next(self._ids))
         self.pending.append(Pending(edit, self.text))
         return edit
@@ -123,6 +130,8 @@ class DocumentClient:
             return self._on_ack(message)
         if isinstance(message, Error) and message.code == "version_mismatch":
             return self._on_mismatch(message)
+        if isinstance(message, Error) and self._is_pending(message.id):
+            return self._on_refused(message)
         if isinstance(message, Hints):
             if message.version >= self.hints_version:
                 self.hints_version = message.version
@@ -163,6 +172,23 @@ class DocumentClient:
         # Someone else changed the document, or state diverged: the local text wins.
         self.version, self.confirmed_text = welcome.version, welcome.text
         return self._resync()
+
+    def _is_pending(self, msg_id: object) -> bool:
+        return msg_id is not None and any(p.message.id == msg_id for p in self.pending)
+
+    def _on_refused(self, error: Error) -> list[ClientMessage]:
+        """An operation was refused (storage full, rate limit…): it and all after it are
+        void. The local text is kept; :meth:`resync` sends it once ``resync_due_ms`` passed."""
+        self._stale_ids.update(p.message.id for p in self.pending if p.message.id is not None)
+        self.pending.clear()
+        self.resync_due_ms = error.retry_after_ms or 1000
+        return []
+
+    def resync(self) -> Replace:
+        """Send the local text after a refusal (the I/O layer calls this after the delay)."""
+        self.resync_due_ms = None
+        self.resyncs += 1
+        return self.replace()
 
     def _on_ack(self, ack: Ack) -> list[ClientMessage]:
         if not self.pending or (ack.id is not None and self.pending[0].message.id != ack.id):

@@ -127,7 +127,9 @@ class Store:
                     self.db.execute(sql, args)
                 self.db.execute("COMMIT")
             except BaseException:
-                self.db.execute("ROLLBACK")
+                # SQLite may already have rolled back (e.g. disk full at COMMIT)
+                with contextlib.suppress(sqlite3.Error):
+                    self.db.execute("ROLLBACK")
                 raise
         except sqlite3.Error as exc:
             raise StorageError(str(exc)) from exc

@@ -111,6 +111,8 @@ class StudentClient:
         self.state = DocumentClient(token, doc, lang=lang, encoding=encoding)
         self.session = SocketSession(url)
         self.welcome: Welcome | None = None
+        self._resync_scheduled = False
+        self._tasks: set[asyncio.Task[None]] = set()
 
     async def connect(self, timeout: float = 10.0) -> Welcome:
         self.session = SocketSession(self.url)
@@ -125,19 +127,34 @@ class StudentClient:
 
     def _on_message(self, message: ServerMessage) -> None:
         replies = self.state.receive(message)
+        loop = asyncio.get_running_loop()
         for reply in replies:
-            asyncio.get_running_loop().create_task(self._send_quietly(reply))
+            self._spawn(self._send_quietly(reply))
+        if self.state.resync_due_ms is not None and not self._resync_scheduled:
+            self._resync_scheduled = True
+            loop.call_later(self.state.resync_due_ms / 1000, self._resync)
+
+    def _resync(self) -> None:
+        self._resync_scheduled = False
+        if self.state.resync_due_ms is not None:
+            self._spawn(self._send_quietly(self.state.resync()))
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _send_quietly(self, message: ClientMessage) -> None:
         with contextlib.suppress(Exception):
             await self.session.send(message)
 
-    async def change(self, start: int, end: int, text: str) -> Edit:
+    async def change(self, start: int, end: int, text: str) -> Edit | None:
         edit = self.state.change(start, end, text)
-        await self._send_quietly(edit)
+        if edit is not None:
+            await self._send_quietly(edit)
         return edit
 
-    async def type_text(self, text: str) -> Edit:
+    async def type_text(self, text: str) -> Edit | None:
         """Append ``text`` at the end, as one edit."""
         end = len(self.state.text)
         return await self.change(end, end, text)

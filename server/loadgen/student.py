@@ -172,6 +172,8 @@ class MeasuredClient(StudentClient):
 
     async def send_op(self, start: int, end: int, text: str) -> None:
         edit = self.state.change(start, end, text)
+        if edit is None:  # waiting to resync after a refusal: goes out with the replace
+            return
         now = time.monotonic()
         self.sent_at[edit.id] = now
         # the version this edit will create (teachers' updates and hints are matched on it)
