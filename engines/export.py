@@ -15,6 +15,7 @@ from engines.model import (
     SENTENCE_OUTPUTS,
     EncoderConfig,
     EssayConfig,
+    EssayEnsemble,
     EssayModel,
     SentenceModel,
 )
@@ -31,13 +32,22 @@ __all__ = [
 OPSET = 17
 
 
-def load_models(ckpt_file: Path) -> tuple[SentenceModel, EssayModel, dict[str, Any]]:
+def load_models(
+    ckpt_file: Path,
+) -> tuple[SentenceModel, EssayModel | EssayEnsemble, dict[str, Any]]:
     ckpt = torch.load(ckpt_file, map_location="cpu", weights_only=False)
     state = ckpt["sentence_state"]
     sm = SentenceModel(EncoderConfig(**ckpt["sentence_cfg"]), state["confusion"])
     sm.load_state_dict(state)
     es = ckpt["essay_state"]
-    em = EssayModel(EssayConfig(**ckpt["essay_cfg"]), es["feat_mean"], es["feat_std"])
+    cfg = EssayConfig(**ckpt["essay_cfg"])
+    n = int(ckpt.get("essay_members", 1))
+    em: EssayModel | EssayEnsemble
+    if n == 1:
+        em = EssayModel(cfg, es["feat_mean"], es["feat_std"])
+    else:
+        mean, std = es["members.0.feat_mean"], es["members.0.feat_std"]
+        em = EssayEnsemble([EssayModel(cfg, mean, std) for _ in range(n)])
     em.load_state_dict(es)
     return sm.eval(), em.eval(), ckpt
 
@@ -69,7 +79,7 @@ def export_sentence(model: SentenceModel, path: Path) -> None:
     )
 
 
-def export_essay(model: EssayModel, path: Path) -> None:
+def export_essay(model: EssayModel | EssayEnsemble, path: Path) -> None:
     c = model.cfg
     args = (
         torch.randn(2, 5, c.d_in),

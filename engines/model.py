@@ -271,3 +271,24 @@ class EssayModel(nn.Module):
         """Export signature, in ESSAY_OUTPUTS order. Score is 0..5 (CEDCC scale)."""
         t, c, s = self.logits(sent_emb, sent_feats, sent_mask, essay_feats)
         return torch.softmax(t, -1), torch.softmax(c, -1), 5.0 * torch.sigmoid(s)
+
+
+class EssayEnsemble(nn.Module):
+    """Mean of several EssayModels (different seeds); exports as one ONNX graph."""
+
+    def __init__(self, members: list[EssayModel]) -> None:
+        super().__init__()
+        self.members = nn.ModuleList(members)
+        self.cfg = members[0].cfg
+        self.n_members = len(members)
+
+    def forward(
+        self,
+        sent_emb: torch.Tensor,
+        sent_feats: torch.Tensor,
+        sent_mask: torch.Tensor,
+        essay_feats: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        outs = [m(sent_emb, sent_feats, sent_mask, essay_feats) for m in self.members]
+        t, c, s = (torch.stack([o[i] for o in outs]).mean(0) for i in range(3))
+        return t, c, s

@@ -56,6 +56,7 @@ DEFAULTS: dict[str, Any] = dict(
     essay_wd=0.05,
     essay_d_model=128,
     essay_layers=1,
+    essay_seeds=1,
     max_sentences=96,
     warmup=300,
     weight_decay=0.01,
@@ -448,6 +449,7 @@ def fit(args: argparse.Namespace) -> dict[str, Any]:
                 for k, v in model.state_dict().items()
             },
             "essay_cfg": ecfg.to_dict(),
+            "essay_members": getattr(em, "n_members", 1),
             "essay_state": {k: v.cpu() for k, v in em.state_dict().items()},
             "results": results,
         },
@@ -473,7 +475,7 @@ def train_essay(
     import torch.nn.functional as F
 
     from engines.metrics import pearson, qwk
-    from engines.model import EssayConfig, EssayModel
+    from engines.model import EssayConfig, EssayEnsemble, EssayModel
 
     rng = np.random.default_rng(args.seed)
     results: dict[str, Any] = {}
@@ -556,35 +558,42 @@ def train_essay(
         n_layer=args.essay_layers,
         n_traits=len(pack.meta["traits"]),
     )
-    torch.manual_seed(args.seed)
-    em = EssayModel(ecfg, fm, fs).to(device)
-    eopt = torch.optim.AdamW(em.parameters(), lr=args.essay_lr, weight_decay=args.essay_wd)
-    best: tuple[float, dict[str, Any] | None, int] = (-1e9, None, -1)
-    n_fit = len(e_fit["ef"])
-    for epoch in range(args.essay_epochs):
-        perm = rng.permutation(n_fit)
-        for s in range(0, n_fit, args.essay_batch):
-            idx = perm[s : s + args.essay_batch]
-            emb, sf, mask, ef = batchify(e_fit, idx)
-            tl, cl, sl = em.logits(emb, sf, mask, ef)
-            tr = torch.from_numpy(e_fit["traits"][idx].astype(np.int64)).to(device)
-            coh = torch.from_numpy(e_fit["coh"][idx].astype(np.int64)).to(device)
-            sc = torch.from_numpy(e_fit["score"][idx]).to(device)
-            loss = F.cross_entropy(tl.reshape(-1, 3), tr.reshape(-1), ignore_index=-1)
-            if (coh >= 0).any():
-                loss = loss + F.cross_entropy(cl, coh, ignore_index=-1)
-                loss = loss + 4 * F.mse_loss(torch.sigmoid(sl)[coh >= 0], sc[coh >= 0] / 5.0)
-            eopt.zero_grad(set_to_none=True)
-            loss.backward()
-            eopt.step()
-        dm = essay_metrics(em, e_dev)
-        score = dm.get("qwk_mean", 0.0) + dm.get("coherence_qwk", 0.0)
-        if score > best[0]:
-            best = (score, {k: v.detach().clone() for k, v in em.state_dict().items()}, epoch)
-    assert best[1] is not None
-    em.load_state_dict(best[1])
+    members: list[Any] = []
+    best_epochs: list[int] = []
+    for member in range(args.essay_seeds):  # an ensemble of seeds averages out dev-selection noise
+        torch.manual_seed(args.seed + member)
+        em = EssayModel(ecfg, fm, fs).to(device)
+        eopt = torch.optim.AdamW(em.parameters(), lr=args.essay_lr, weight_decay=args.essay_wd)
+        best: tuple[float, dict[str, Any] | None, int] = (-1e9, None, -1)
+        n_fit = len(e_fit["ef"])
+        for epoch in range(args.essay_epochs):
+            perm = rng.permutation(n_fit)
+            for s in range(0, n_fit, args.essay_batch):
+                idx = perm[s : s + args.essay_batch]
+                emb, sf, mask, ef = batchify(e_fit, idx)
+                tl, cl, sl = em.logits(emb, sf, mask, ef)
+                tr = torch.from_numpy(e_fit["traits"][idx].astype(np.int64)).to(device)
+                coh = torch.from_numpy(e_fit["coh"][idx].astype(np.int64)).to(device)
+                sc = torch.from_numpy(e_fit["score"][idx]).to(device)
+                loss = F.cross_entropy(tl.reshape(-1, 3), tr.reshape(-1), ignore_index=-1)
+                if (coh >= 0).any():
+                    loss = loss + F.cross_entropy(cl, coh, ignore_index=-1)
+                    loss = loss + 4 * F.mse_loss(torch.sigmoid(sl)[coh >= 0], sc[coh >= 0] / 5.0)
+                eopt.zero_grad(set_to_none=True)
+                loss.backward()
+                eopt.step()
+            dm = essay_metrics(em, e_dev)
+            score = dm.get("qwk_mean", 0.0) + dm.get("coherence_qwk", 0.0)
+            if score > best[0]:
+                best = (score, {k: v.detach().clone() for k, v in em.state_dict().items()}, epoch)
+        assert best[1] is not None
+        em.load_state_dict(best[1])
+        members.append(em)
+        best_epochs.append(best[2])
+    em = members[0] if len(members) == 1 else EssayEnsemble(members).to(device)
     results["essay"] = {
-        "best_epoch": best[2],
+        "best_epoch": best_epochs,
+        "members": len(members),
         "dev": essay_metrics(em, e_dev),
         "valid_torch": {
             "oe": essay_metrics(em, e_valid_oe),
@@ -636,6 +645,7 @@ def refit_essay(args: argparse.Namespace) -> None:
     ecfg, em, res = train_essay(args, pack, lambda p: table[p], device, log)
     ckpt["essay_cfg"] = ecfg.to_dict()
     ckpt["essay_state"] = {k: v.cpu() for k, v in em.state_dict().items()}
+    ckpt["essay_members"] = getattr(em, "n_members", 1)
     ckpt["results"]["essay"] = res
     ckpt["results"]["hparams"].update(
         {k: getattr(args, k) for k in DEFAULTS if k.startswith("essay")}
