@@ -536,8 +536,6 @@ class Inkstone:
                     old.embedding if embedding is None else embedding,
                 )
             else:
-                if prediction is None and old is not None and use_model:
-                    prediction = predictions.get(seg.text)
                 drafts = sentence_hints(
                     seg.text,
                     seg.start,

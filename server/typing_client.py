@@ -12,7 +12,7 @@ from server.wsclient import StudentClient
 __all__ = ["stream_file"]
 
 
-def _print(message: ServerMessage, text_at: dict[int, str]) -> None:
+def _print(message: ServerMessage) -> None:
     if isinstance(message, Hints):
         for sentence in message.sentences:
             for hint in sentence.hints:
@@ -40,13 +40,12 @@ async def stream_file(args: argparse.Namespace) -> int:
     print(
         f"connected: doc {welcome.doc} at version {welcome.version} (dev_mode={welcome.dev_mode})"
     )
-    text_at: dict[int, str] = {}
     previous = client.session.on_message
 
     def on_message(message: ServerMessage) -> None:
         if previous is not None:
             previous(message)
-        _print(message, text_at)
+        _print(message)
 
     client.session.on_message = on_message
     if client.state.text:
