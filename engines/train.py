@@ -1,6 +1,6 @@
 """Train the Chinese sentence model and essay model, then export, evaluate and write the manifest.
 
-    python -m engines.train                      # everything, on a CUDA GPU (~15 min on an H100)
+    python -m engines.train                      # everything, on a CUDA GPU (~16 min on an H100)
     python -m engines.train --stage prepare      # CPU only: tokenizer, confusion sets, pack
     python -m engines.train --stage fit --pack .pack --out .runs/full    # GPU: needs only the pack
     python -m engines.train --stage release --out .runs/full             # CPU: ONNX, INT8, manifest
@@ -34,13 +34,13 @@ DEFAULTS: dict[str, Any] = dict(
     d_ff=1024,
     dropout=0.1,
     # pre-training: masked LM + confusion-set replaced-character correction on the corpus
-    pretrain_steps=13000,
+    pretrain_steps=23000,
     pretrain_batch=384,
     pretrain_lr=1.2e-3,
     mask_prob=0.15,
     confuse_prob=0.05,
     # fine-tuning: 病句 + real spelling data + synthetic spelling errors, jointly
-    finetune_steps=3500,
+    finetune_steps=4200,
     faulty_batch=64,
     csc_batch=128,
     synth_batch=128,
@@ -64,8 +64,8 @@ DEFAULTS: dict[str, Any] = dict(
     log_every=200,
     compare_no_pretrain=False,  # True: also fine-tune a non-pre-trained model (ablation)
     # wall-clock guards (seconds since start): loops stop early rather than overrun a GPU lease
-    pretrain_deadline_s=330.0,
-    finetune_deadline_s=520.0,
+    pretrain_deadline_s=640.0,
+    finetune_deadline_s=960.0,
 )
 
 
