@@ -49,6 +49,7 @@ DEFAULTS: dict[str, Any] = dict(
     error_weight=3.0,
     ged_weight=1.0,
     synth_weight=0.5,
+    cand_sample=1.0,  # fine-tuning: share of correct characters the candidate head is trained on
     # essay model over frozen sentence embeddings
     essay_epochs=60,
     essay_batch=32,
@@ -213,14 +214,18 @@ def fit(args: argparse.Namespace) -> dict[str, Any]:
         scored: torch.Tensor,
         wrong: torch.Tensor,
         slot: torch.Tensor,
+        cand_sample: float = 0.15,
     ) -> torch.Tensor:
         """Detection BCE on every scored character; candidate CE on every wrong character
-        plus a random 15% of the correct ones (scoring K candidates everywhere is costly)."""
+        plus a random `cand_sample` share of the correct ones (pre-training keeps 15%: scoring
+        K candidates everywhere is costly; fine-tuning scores all, because the "keep" slot's
+        probability is what serving flags on)."""
         w = scored.float() * (1 + (args.error_weight - 1) * wrong)
         det = F.binary_cross_entropy_with_logits(
             out["detect_logit"].float(), wrong, weight=w, reduction="sum"
         ) / w.sum().clamp(min=1)
-        pick = (slot != -100) & (wrong.bool() | (torch.rand(ids.shape, device=device) < 0.15))
+        sampled = torch.rand(ids.shape, device=device) < cand_sample
+        pick = (slot != -100) & (wrong.bool() | sampled)
         logits, _ = model.candidate_logits(h[pick], ids[pick])  # (N, K)
         cw = torch.where(wrong.bool()[pick], args.error_weight, 1.0)
         ce = F.cross_entropy(logits.float(), slot[pick], reduction="none")
@@ -300,10 +305,14 @@ def fit(args: argparse.Namespace) -> dict[str, Any]:
                 ).sum() / gm.sum().clamp(min=1)
                 ch = model.encode(cid, (cid != 0).long())
                 co = model.heads(ch, cid, (cid != 0).long(), with_cands=False)
-                loss_c = spelling_loss(model, ch, cid, co, *spelling_targets(cid, cgold))
+                loss_c = spelling_loss(
+                    model, ch, cid, co, *spelling_targets(cid, cgold), args.cand_sample
+                )
                 sh = model.encode(sin, (sin != 0).long())
                 so = model.heads(sh, sin, (sin != 0).long(), with_cands=False)
-                loss_s = spelling_loss(model, sh, sin, so, *spelling_targets(sin, sgold))
+                loss_s = spelling_loss(
+                    model, sh, sin, so, *spelling_targets(sin, sgold), args.cand_sample
+                )
                 loss = (
                     loss_f + loss_t + args.ged_weight * loss_g + loss_c + args.synth_weight * loss_s
                 )
@@ -362,10 +371,14 @@ def fit(args: argparse.Namespace) -> dict[str, Any]:
     def spelling_preds(
         o: dict[str, np.ndarray], ids: np.ndarray, thr: float
     ) -> list[dict[int, int]]:
+        """Flags where the candidate head's probability of replacing the character (1 - its
+        "keep" slot) reaches `thr`: on dev that separates errors far better than the
+        detection head's own probability (see engines/README.md), so serving flags the same way."""
         preds = []
+        change = 1.0 - o["cand_probs"][..., 0]  # (B, T)
         for b in range(len(ids)):
             flags = {}
-            for t in np.nonzero((o["detect_prob"][b] >= thr) & (ids[b] != 0))[0]:
+            for t in np.nonzero((change[b] >= thr) & (ids[b] != 0))[0]:
                 if o["cand_ids"][b, t, 1] == 0:
                     continue
                 best = 1 + int(np.argmax(o["cand_probs"][b, t, 1:]))
@@ -385,8 +398,8 @@ def fit(args: argparse.Namespace) -> dict[str, Any]:
             }
             for i_row, g_row in zip(d["ids"], d["gold"], strict=True)
         ]
-        if thr is None:  # tune the detection threshold for sentence-level correction F1
-            grid = np.linspace(0.1, 0.9, 17)
+        if thr is None:  # tune the flag threshold for sentence-level correction F1
+            grid = np.r_[np.linspace(0.5, 0.9, 9), 0.93, 0.95, 0.97, 0.98, 0.99, 0.995]
             scores = [
                 sighan_scores(gold, spelling_preds(o, d["ids"], t))["correct_f1"] for t in grid
             ]
