@@ -2,8 +2,8 @@
 
     python -m engines.release --ckpt .runs/full/ckpt.pt --pack .pack --data ../shared/data
 
-The INT8 sentence model becomes the default (`sentence_model.model_file`) only if every
-headline valid metric stays within 1 point (0.01) of FP32.
+The INT8 sentence model becomes the default (`sentence_model.model_file`) only if no
+headline valid metric is more than 1 point (0.01) worse than with FP32.
 """
 
 from __future__ import annotations
@@ -225,6 +225,9 @@ def release(
             },
             "faulty_threshold": res["sentence"]["faulty_threshold"],
             "spelling_threshold": res["sentence"]["spelling_threshold"],
+            "spelling_score": "1 - spell_cand_probs[..., 0]: the candidate head's probability "
+            "of replacing the character (slot 0 = keep); a character is flagged at "
+            "spelling_threshold or above and the best other candidate is the suggestion",
             "spelling_candidates": "per character, a choice among n_cand confusion-set "
             "candidates (slot 0 = keep): spelling pairs mined from the train splits, similar "
             "shape (pycorrector same_stroke), same pinyin (pycorrector same_pinyin, pypinyin)",
@@ -241,6 +244,11 @@ def release(
             "outputs": [o["name"] for o in io_spec(essay)["outputs"]],
             "segmenter": SEGMENTER_NAME,
             "config": ckpt["essay_cfg"],
+            "decode": {
+                **res["essay"]["decode"],
+                "rule": "grade = number of cut points <= expected grade (sum of g * p_g); "
+                "cut points tuned for QWK on out-of-fold predictions of the K-fold ensemble",
+            },
         },
         "training": {
             "hyperparameters": res["hparams"],
@@ -265,8 +273,9 @@ def release(
             f = data / "zh" / name / "valid.jsonl"
             valid[variant][name] = evaluate(task, f, models)
             print(variant, name, json.dumps(valid[variant][name]), flush=True)
+    # "Within 1 point" is about lost quality: a metric INT8 improves does not count against it.
     worst = max(
-        abs(valid["fp32"][n][k] - valid["int8"][n][k]) for t, n in VALID_SETS for k in HEADLINE[t]
+        valid["fp32"][n][k] - valid["int8"][n][k] for t, n in VALID_SETS for k in HEADLINE[t]
     )
     int8_ok = worst <= 0.01
     manifest["sentence_model"]["model_file"] = "sentence_int8" if int8_ok else "sentence_fp32"

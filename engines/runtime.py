@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from engines.essay_features import essay_features, sentence_features
+from engines.ordinal import apply_cuts, expected_grade
 from engines.tokenizer import ZhTokenizer
 
 __all__ = [
@@ -120,21 +121,23 @@ class SentenceCodec:
     ) -> list[SentencePrediction]:
         faulty = outputs["faulty_prob"]  # (B,)
         types = outputs["type_probs"]  # (B, n_types)
-        detect = outputs["spell_detect_prob"]  # (B, T)
-        cand_p = outputs["spell_cand_probs"]  # (B, T, K)
+        cand_p = outputs["spell_cand_probs"]  # (B, T, K); slot 0 = keep the character
+        # The flag score is the candidate head's probability of replacing the character; on
+        # dev it separates errors far better than spell_detect_prob (engines/README.md).
+        change = 1.0 - cand_p[..., 0]  # (B, T)
         cand_i = outputs["spell_cand_ids"]  # (B, T, K)
         emb = outputs["embedding"]  # (B, D)
         preds = []
         for b, text in enumerate(batch.texts):
             flags = []
-            for t in np.nonzero(detect[b, : len(batch.spans[b])] >= self.spelling_threshold)[0]:
+            for t in np.nonzero(change[b, : len(batch.spans[b])] >= self.spelling_threshold)[0]:
                 if not batch.is_char[b][t] or cand_i[b, t, 1] == 0:
                     continue  # not a character, or no candidate known for it
                 k = 1 + int(np.argmax(cand_p[b, t, 1:]))
                 start, end = batch.spans[b][t]
                 suggestion = self.tokenizer.id_to_piece(int(cand_i[b, t, k]))
                 flags.append(
-                    SpellingFlag(start, end, text[start:end], suggestion, float(detect[b, t]))
+                    SpellingFlag(start, end, text[start:end], suggestion, float(change[b, t]))
                 )
             preds.append(
                 SentencePrediction(
@@ -181,6 +184,13 @@ class EssayCodec:
         self.max_sentences: int = int(em["max_sentences"])
         self.embedding_dim: int = int(em["embedding_dim"])
         self.output_names: tuple[str, ...] = tuple(em["outputs"])
+        decode = em.get("decode") or {}  # cut points on the expected grade (engines.ordinal)
+        self.trait_cuts: tuple[tuple[float, ...], ...] | None = (
+            tuple(tuple(c) for c in decode["trait_cuts"]) if "trait_cuts" in decode else None
+        )
+        self.coherence_cuts: tuple[float, ...] | None = (
+            tuple(decode["coherence_cuts"]) if "coherence_cuts" in decode else None
+        )
 
     def encode(self, sentences: Sequence[EssaySentence], text: str) -> dict[str, np.ndarray]:
         sents = list(sentences)
@@ -200,16 +210,27 @@ class EssayCodec:
     def decode(self, outputs: dict[str, np.ndarray]) -> EssayPrediction:
         tp = outputs["trait_probs"][0]  # (n_traits, 3) in GRADES order
         traits = {}
-        for name, p in zip(self.traits, tp, strict=True):
+        for t, (name, p) in enumerate(zip(self.traits, tp, strict=True)):
+            score = float(expected_grade(p))
+            grade = (
+                int(apply_cuts(score, self.trait_cuts[t]))
+                if self.trait_cuts is not None
+                else int(np.argmax(p))
+            )
             traits[name] = TraitPrediction(
-                grade=GRADES[int(np.argmax(p))],
+                grade=GRADES[grade],
                 probs={g: float(x) for g, x in zip(GRADES, p, strict=True)},
-                score=float(np.dot(p, [0.0, 1.0, 2.0])),
+                score=score,
             )
         cp = outputs["coherence_probs"][0]
+        coherence = (
+            int(apply_cuts(expected_grade(cp), self.coherence_cuts))
+            if self.coherence_cuts is not None
+            else int(np.argmax(cp))
+        )
         return EssayPrediction(
             traits=traits,
-            coherence_grade=int(np.argmax(cp)),
+            coherence_grade=coherence,
             coherence_probs=(float(cp[0]), float(cp[1]), float(cp[2])),
             coherence_score=float(outputs["coherence_score"][0]),
         )

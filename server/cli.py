@@ -29,6 +29,7 @@ def _serve(args: argparse.Namespace) -> int:
         debounce_quiet_ms=args.debounce_ms,
         debounce_max_ms=args.debounce_max_ms,
         threads=args.threads,
+        sentence_model=args.sentence_model,
         log_json=args.log_json or None,
     )
     configure_logging(json_lines=settings.log_json)
@@ -103,6 +104,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--debounce-ms", type=int, default=None, help="quiet period (300)")
     serve.add_argument("--debounce-max-ms", type=int, default=None, help="max wait (1000)")
     serve.add_argument("--threads", type=int, default=None, help="inference threads (1)")
+    serve.add_argument(
+        "--sentence-model",
+        default=None,
+        help="sentence_fp32 | sentence_int8 (default: the manifest's choice)",
+    )
     serve.add_argument("--log-json", action="store_true", help="JSON-lines logs")
     serve.add_argument("--no-models", action="store_true", help="rule hints only (no models)")
     serve.set_defaults(func=_serve)

@@ -31,6 +31,9 @@ class Settings:
     send_queue_bytes: int = 4 * 1024 * 1024  # … or bytes, whichever comes first
     # Inference.
     threads: int = 1  # onnxruntime intra-op threads per session
+    # Sentence model artifact ("sentence_fp32" | "sentence_int8"); empty = the manifest's
+    # default (engines/manifest.json sentence_model.model_file).
+    sentence_model: str = ""
     queue_limit: int = 4096  # sentences waiting for the model before "overloaded"
     batch_window_ms: float = 3.0
     max_batch_sentences: int = 32

@@ -74,13 +74,15 @@ class HintPolicy:
     Students' drafts contain far fewer errors than the benchmark sets the models' own
     thresholds were tuned on, so serving uses stricter ones. Measured on the valid
     splits with the shipped model (docs/models-in-product.md, bench/hint_precision.py):
-    a misspelling flag at confidence >= 0.8 is a real error 66% (SIGHAN) / 72% (LEMON)
-    of the time, >= 0.9 76% / 79%. The 病句 head is weak (AUC about 0.6); at >= 0.85 it
-    flags 3% of FCGEC sentences (7 of 9 right) and no student-essay sentence.
+    a misspelling flag (score: the candidate head's probability of replacing the character)
+    at >= 0.98 is a real error 77% (SIGHAN) / 82% (LEMON) of the time and finds 48% / 30%
+    of the errors; at >= 0.995, 86% / 89%. The 病句 head is weak (AUC about 0.63); at
+    >= 0.85 it flags 3% of FCGEC sentences (8 of 9 right) and 0.1 in 100 student-essay
+    sentences.
     """
 
-    spelling_threshold: float = 0.8
-    spelling_error_threshold: float = 0.9  # below: severity "warning"
+    spelling_threshold: float = 0.98
+    spelling_error_threshold: float = 0.995  # below: severity "warning"
     faulty_threshold: float = 0.85
     faulty_type_threshold: float = 0.25
 

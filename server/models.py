@@ -38,11 +38,21 @@ class InferenceReport:
             self.batch_size = max(self.batch_size, timing.batch_size)
 
 
+def with_sentence_model(manifest: dict[str, Any], key: str) -> dict[str, Any]:
+    """The manifest with another shipped sentence model file as the one to run."""
+    choices = sorted(k for k in manifest["artifacts"] if k.startswith("sentence_"))
+    if key not in choices:
+        raise ValueError(f"unknown sentence model {key!r}; choose one of {', '.join(choices)}")
+    return {**manifest, "sentence_model": {**manifest["sentence_model"], "model_file": key}}
+
+
 class ModelService:
     def __init__(self, settings: Settings, on_batch: Any = None) -> None:
         from engines.runtime import EssayCodec, SentenceCodec, load_manifest
 
         self.manifest = load_manifest()
+        if settings.sentence_model:
+            self.manifest = with_sentence_model(self.manifest, settings.sentence_model)
         self.sentence_codec = SentenceCodec(self.manifest)
         self.essay_codec = EssayCodec(self.manifest)
         self.backend = create_backend(settings.backend, threads=settings.threads)

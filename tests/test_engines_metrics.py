@@ -7,6 +7,7 @@ import math
 import numpy as np
 
 from engines.metrics import auc, binary_scores, macro_f1_multilabel, pearson, qwk, sighan_scores
+from engines.ordinal import apply_cuts, expected_grade, fit_cuts
 
 
 def test_qwk() -> None:
@@ -47,3 +48,24 @@ def test_sighan_sentence_and_char_level() -> None:
     assert math.isclose(s["correct_f1"], s["detect_f1"])
     # character level: 2 of 3 flags right, 2 of 3 gold found
     assert math.isclose(s["char_detect_f1"], 2 / 3)
+
+
+def test_expected_grade_and_cuts() -> None:
+    p = np.array([[1.0, 0.0, 0.0], [0.2, 0.5, 0.3], [0.0, 0.1, 0.9]])
+    assert np.allclose(expected_grade(p), [0.0, 1.1, 1.9])
+    assert apply_cuts(expected_grade(p), [0.5, 1.5]).tolist() == [0, 1, 2]
+    assert int(apply_cuts(1.5, [0.5, 1.5])) == 2  # a cut point belongs to the upper grade
+
+
+def test_fit_cuts_beats_argmax_on_a_skewed_model() -> None:
+    """A model whose probabilities lean to the middle grade: argmax says "Medium" for all,
+    the tuned cut points recover the order (and never score below argmax)."""
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 300)
+    e = 0.8 + 0.2 * y + rng.normal(0, 0.05, 300)  # expected grades squeezed into 0.7..1.3
+    cuts = fit_cuts(e, y)
+    assert cuts[0] < cuts[1]
+    assert qwk(y, apply_cuts(e, cuts), 3) > 0.9
+    assert qwk(y, np.ones_like(y), 3) == 0.0
+    # unlabelled entries (-1) are ignored
+    assert fit_cuts(np.r_[e, [5.0, 5.0]], np.r_[y, [-1, -1]]) == cuts

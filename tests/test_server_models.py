@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from protocol import Error, Hints, Scores
 from server.config import Settings
 from server.wsclient import StudentClient
@@ -119,8 +121,9 @@ def test_misspelling_hint_has_exact_span_and_suggestion(model_server: LiveServer
     """The model flags 错别字 with the character span; the hint carries the fix."""
 
     async def main() -> None:
-        client = StudentClient(model_server.url, model_server.token("m4"), "essay-m4", lang="zh",
-                               encoding="utf-16")
+        client = StudentClient(
+            model_server.url, model_server.token("m4"), "essay-m4", lang="zh", encoding="utf-16"
+        )
         await client.connect()
         clean = "天空中飘着朵朵白云，景色十分美丽，令人心旷神怡。"
         await client.replace("😀" + "我门一起去公园玩。" + clean)
@@ -209,3 +212,16 @@ def test_hints_and_scores_survive_a_restart_for_teachers(tmp_path: Path) -> None
             await teacher.close()
 
         run(observe())
+
+
+def test_sentence_model_can_be_chosen_among_shipped_files() -> None:
+    from engines.runtime import SentenceCodec, load_manifest
+    from server.models import with_sentence_model
+
+    manifest = load_manifest()
+    for key in ("sentence_fp32", "sentence_int8"):
+        codec = SentenceCodec(with_sentence_model(manifest, key))
+        assert codec.model_file.name == f"{key}.onnx"
+    assert load_manifest() == manifest  # the loaded manifest is not modified
+    with pytest.raises(ValueError, match="sentence_fp32, sentence_int8"):
+        with_sentence_model(manifest, "essay")
