@@ -256,7 +256,8 @@ def release(
             "train_seconds": round(res["train_seconds"], 1),
             "data_records": count_records(data),
             "pack_shapes": pack_meta["shapes"],
-            "dev_split": "6% of train (by split_group) for thresholds; 10% of essays",
+            "dev_split": "6% of train (by split_group) for thresholds; essays: 5 folds, "
+            "each member's epoch and the grade cut points from out-of-fold predictions",
         },
         "metrics": {
             "torch_training_run": {
