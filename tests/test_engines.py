@@ -163,6 +163,67 @@ def test_codec_truncates_and_flags_within_text(models: OnnxModels) -> None:
             assert text[f.start : f.end] == f.wrong and f.end - f.start == 1
 
 
+def test_spelling_flags_follow_the_candidate_heads_change_probability(manifest: dict) -> None:
+    """A character is flagged when 1 - P(keep) reaches the threshold, whatever the
+    detection head says; the suggestion is the best non-keep candidate."""
+    codec = SentenceCodec(manifest)
+    batch = codec.encode(["我门好"])
+    T, K = batch.feeds["input_ids"].shape[1], 4
+    ids = batch.feeds["input_ids"][0]
+    cand_ids = np.zeros((1, T, K), np.int64)
+    cand_ids[0, :, 0] = ids
+    cand_ids[0, :, 1] = codec.tokenizer.encode("们").ids[0]
+    cand_ids[0, :, 2] = codec.tokenizer.encode("问").ids[0]
+    probs = np.zeros((1, T, K), np.float32)
+    probs[0, :, 0] = 1.0  # keep everywhere ...
+    t_men = next(i for i, (a, _) in enumerate(batch.spans[0]) if a == 1)
+    thr = codec.spelling_threshold
+    probs[0, t_men] = [1.0 - thr - 1e-3, thr - 0.1, 0.1 + 1e-3, 0.0]  # ... but at 门
+    outputs = {
+        "faulty_prob": np.zeros(1, np.float32),
+        "type_probs": np.zeros((1, len(codec.types)), np.float32),
+        "spell_detect_prob": np.zeros((1, T), np.float32),  # the detection head says no
+        "spell_cand_probs": probs,
+        "spell_cand_ids": cand_ids,
+        "embedding": np.zeros((1, 4), np.float32),
+    }
+    (pred,) = codec.decode(batch, outputs)
+    assert [(f.start, f.end, f.wrong, f.suggestion) for f in pred.spelling] == [(1, 2, "门", "们")]
+    assert pred.spelling[0].confidence == pytest.approx(thr + 1e-3, abs=1e-5)
+    probs[0, t_men, 0] = 1.0 - thr + 1e-3  # just under the threshold: no flag
+    outputs["spell_detect_prob"][:] = 1.0  # even with the detection head certain
+    assert codec.decode(batch, outputs)[0].spelling == ()
+
+
+def test_essay_grades_come_from_the_expected_grade_and_cut_points(manifest: dict) -> None:
+    from engines.ordinal import apply_cuts, expected_grade
+    from engines.runtime import GRADES, EssayCodec
+
+    codec = EssayCodec(manifest)
+    assert codec.trait_cuts is not None and codec.coherence_cuts is not None
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        tp = rng.dirichlet(np.ones(3), size=(1, len(codec.traits))).astype(np.float32)
+        cp = rng.dirichlet(np.ones(3), size=1).astype(np.float32)
+        pred = codec.decode(
+            {"trait_probs": tp, "coherence_probs": cp, "coherence_score": np.array([2.5])}
+        )
+        for t, name in enumerate(codec.traits):
+            want = GRADES[int(apply_cuts(expected_grade(tp[0, t]), codec.trait_cuts[t]))]
+            assert pred.traits[name].grade == want
+            assert pred.traits[name].score == pytest.approx(float(expected_grade(tp[0, t])))
+        assert pred.coherence_grade == int(apply_cuts(expected_grade(cp[0]), codec.coherence_cuts))
+    # argmax would say Medium here; the expected grade lies above the upper cut point
+    hi = codec.trait_cuts[0][1]
+    great = (hi + 0.01 - 0.45) / 2
+    assert 0.55 - great >= 0.0 and great < 0.45
+    p = np.array([[[0.55 - great, 0.45, great]] * len(codec.traits)], np.float32)
+    pred = codec.decode(
+        {"trait_probs": p, "coherence_probs": cp, "coherence_score": np.array([2.5])}
+    )
+    assert pred.traits[codec.traits[0]].grade == "Great"
+
+
 def test_essay_scoring(models: OnnxModels) -> None:
     text = "我的家乡很美。春天到处是花。\n夏天我们去河边游泳。\n总之，我爱我的家乡！"
     pred = models.score_essay(text)
