@@ -24,7 +24,12 @@ def test_log_and_snapshots_replay(tmp_path: Path) -> None:
     store.close()
     loaded = Store(tmp_path / "db.sqlite3").load("d")
     assert loaded is not None
-    assert (loaded.text, loaded.version, loaded.owner, loaded.class_id) == ("全新的文本", 12, "s1", "c1")
+    assert (loaded.text, loaded.version, loaded.owner, loaded.class_id) == (
+        "全新的文本",
+        12,
+        "s1",
+        "c1",
+    )
 
 
 def test_full_database_refuses_and_recovers(tmp_path: Path) -> None:
