@@ -23,7 +23,7 @@ import numpy as np
 from engines.jsonl import read_jsonl
 from engines.metrics import sighan_scores
 from engines.prepare import is_dev
-from engines.runtime import OnnxModels, load_manifest
+from engines.runtime import OnnxModels, load_manifest, spelling_scores
 
 SETS = ("csc_sighan", "csc_lemon_ecspell")
 GRID = (0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99, 0.995)
@@ -46,15 +46,15 @@ def candidates(models: OnnxModels, texts: list[str]) -> list[list[tuple[int, str
     for s in range(0, len(texts), 64):
         batch = models.sentence.encode(texts[s : s + 64])
         o = models.run_sentences(batch)
-        det, cp, ci = o["spell_detect_prob"], o["spell_cand_probs"], o["spell_cand_ids"]
+        det, ci = o["spell_detect_prob"], o["spell_cand_ids"]
+        change, best = spelling_scores(o["spell_cand_probs"])
         for b in range(len(batch.texts)):
             rows = []
             for t, (start, _) in enumerate(batch.spans[b]):
                 if not batch.is_char[b][t] or ci[b, t, 1] == 0:
                     continue
-                k = 1 + int(np.argmax(cp[b, t, 1:]))
-                piece = models.sentence.tokenizer.id_to_piece(int(ci[b, t, k]))
-                rows.append((start, piece, float(det[b, t]), 1.0 - float(cp[b, t, 0])))
+                piece = models.sentence.tokenizer.id_to_piece(int(ci[b, t, best[b, t]]))
+                rows.append((start, piece, float(det[b, t]), float(change[b, t])))
             out.append(rows)
     return out
 

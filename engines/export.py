@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -66,12 +67,24 @@ def export_sentence(model: SentenceModel, path: Path) -> None:
         "spell_cand_ids": {0: "batch", 1: "tokens"},
         "embedding": {0: "batch"},
     }
+    _onnx_export(model, (ids, mask), path, SENTENCE_INPUTS, SENTENCE_OUTPUTS, axes)
+
+
+def _onnx_export(
+    model: torch.nn.Module,
+    args: tuple[torch.Tensor, ...],
+    path: Path,
+    inputs: Sequence[str],
+    outputs: Sequence[str],
+    axes: dict[str, dict[int, str]],
+) -> None:
+    """The one set of export settings both models use (TorchScript exporter, OPSET)."""
     torch.onnx.export(
         model,
-        (ids, mask),
+        args,
         str(path),
-        input_names=list(SENTENCE_INPUTS),
-        output_names=list(SENTENCE_OUTPUTS),
+        input_names=list(inputs),
+        output_names=list(outputs),
         dynamic_axes=axes,
         opset_version=OPSET,
         dynamo=False,
@@ -96,17 +109,7 @@ def export_essay(model: EssayModel | EssayEnsemble, path: Path) -> None:
         "coherence_probs": {0: "batch"},
         "coherence_score": {0: "batch"},
     }
-    torch.onnx.export(
-        model,
-        args,
-        str(path),
-        input_names=list(ESSAY_INPUTS),
-        output_names=list(ESSAY_OUTPUTS),
-        dynamic_axes=axes,
-        opset_version=OPSET,
-        dynamo=False,
-        do_constant_folding=True,
-    )
+    _onnx_export(model, args, path, ESSAY_INPUTS, ESSAY_OUTPUTS, axes)
 
 
 def quantize_int8(src: Path, dst: Path) -> None:

@@ -36,6 +36,7 @@ __all__ = [
     "SpellingFlag",
     "TraitPrediction",
     "load_manifest",
+    "spelling_scores",
 ]
 
 ENGINES_DIR = Path(__file__).resolve().parent
@@ -76,6 +77,14 @@ class EncodedBatch:
     texts: tuple[str, ...]
     spans: tuple[tuple[tuple[int, int], ...], ...]  # per text, per token: code-point span
     is_char: tuple[tuple[bool, ...], ...]  # per text, per token: a single CJK character
+
+
+def spelling_scores(cand_probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The spelling flag rule's inputs from `spell_cand_probs` (..., K), slot 0 = keep:
+    the flag score, i.e. the candidate head's probability of replacing the character
+    (1 - P(keep); on dev it separates errors far better than `spell_detect_prob`, see
+    engines/README.md), and the slot of the best replacement (1..K-1), both (...)."""
+    return 1.0 - cand_probs[..., 0], 1 + np.argmax(cand_probs[..., 1:], axis=-1)
 
 
 class SentenceCodec:
@@ -121,10 +130,7 @@ class SentenceCodec:
     ) -> list[SentencePrediction]:
         faulty = outputs["faulty_prob"]  # (B,)
         types = outputs["type_probs"]  # (B, n_types)
-        cand_p = outputs["spell_cand_probs"]  # (B, T, K); slot 0 = keep the character
-        # The flag score is the candidate head's probability of replacing the character; on
-        # dev it separates errors far better than spell_detect_prob (engines/README.md).
-        change = 1.0 - cand_p[..., 0]  # (B, T)
+        change, best = spelling_scores(outputs["spell_cand_probs"])  # (B, T) each
         cand_i = outputs["spell_cand_ids"]  # (B, T, K)
         emb = outputs["embedding"]  # (B, D)
         preds = []
@@ -133,9 +139,8 @@ class SentenceCodec:
             for t in np.nonzero(change[b, : len(batch.spans[b])] >= self.spelling_threshold)[0]:
                 if not batch.is_char[b][t] or cand_i[b, t, 1] == 0:
                     continue  # not a character, or no candidate known for it
-                k = 1 + int(np.argmax(cand_p[b, t, 1:]))
                 start, end = batch.spans[b][t]
-                suggestion = self.tokenizer.id_to_piece(int(cand_i[b, t, k]))
+                suggestion = self.tokenizer.id_to_piece(int(cand_i[b, t, best[b, t]]))
                 flags.append(
                     SpellingFlag(start, end, text[start:end], suggestion, float(change[b, t]))
                 )
@@ -184,13 +189,11 @@ class EssayCodec:
         self.max_sentences: int = int(em["max_sentences"])
         self.embedding_dim: int = int(em["embedding_dim"])
         self.output_names: tuple[str, ...] = tuple(em["outputs"])
-        decode = em.get("decode") or {}  # cut points on the expected grade (engines.ordinal)
-        self.trait_cuts: tuple[tuple[float, ...], ...] | None = (
-            tuple(tuple(c) for c in decode["trait_cuts"]) if "trait_cuts" in decode else None
+        # grades: the expected grade cut at these points (engines.ordinal)
+        self.trait_cuts: tuple[tuple[float, ...], ...] = tuple(
+            tuple(c) for c in em["decode"]["trait_cuts"]
         )
-        self.coherence_cuts: tuple[float, ...] | None = (
-            tuple(decode["coherence_cuts"]) if "coherence_cuts" in decode else None
-        )
+        self.coherence_cuts: tuple[float, ...] = tuple(em["decode"]["coherence_cuts"])
 
     def encode(self, sentences: Sequence[EssaySentence], text: str) -> dict[str, np.ndarray]:
         sents = list(sentences)
@@ -212,25 +215,15 @@ class EssayCodec:
         traits = {}
         for t, (name, p) in enumerate(zip(self.traits, tp, strict=True)):
             score = float(expected_grade(p))
-            grade = (
-                int(apply_cuts(score, self.trait_cuts[t]))
-                if self.trait_cuts is not None
-                else int(np.argmax(p))
-            )
             traits[name] = TraitPrediction(
-                grade=GRADES[grade],
+                grade=GRADES[int(apply_cuts(score, self.trait_cuts[t]))],
                 probs={g: float(x) for g, x in zip(GRADES, p, strict=True)},
                 score=score,
             )
         cp = outputs["coherence_probs"][0]
-        coherence = (
-            int(apply_cuts(expected_grade(cp), self.coherence_cuts))
-            if self.coherence_cuts is not None
-            else int(np.argmax(cp))
-        )
         return EssayPrediction(
             traits=traits,
-            coherence_grade=coherence,
+            coherence_grade=int(apply_cuts(expected_grade(cp), self.coherence_cuts)),
             coherence_probs=(float(cp[0]), float(cp[1]), float(cp[2])),
             coherence_score=float(outputs["coherence_score"][0]),
         )

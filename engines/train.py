@@ -118,6 +118,7 @@ def fit(args: argparse.Namespace) -> dict[str, Any]:
 
     from engines.metrics import auc, binary_scores, macro_f1_multilabel, sighan_scores
     from engines.model import EncoderConfig, SentenceModel
+    from engines.runtime import spelling_scores
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(args.seed)
@@ -371,18 +372,15 @@ def fit(args: argparse.Namespace) -> dict[str, Any]:
     def spelling_preds(
         o: dict[str, np.ndarray], ids: np.ndarray, thr: float
     ) -> list[dict[int, int]]:
-        """Flags where the candidate head's probability of replacing the character (1 - its
-        "keep" slot) reaches `thr`: on dev that separates errors far better than the
-        detection head's own probability (see engines/README.md), so serving flags the same way."""
+        """Flags by serving's rule (engines.runtime.spelling_scores) at threshold `thr`."""
         preds = []
-        change = 1.0 - o["cand_probs"][..., 0]  # (B, T)
+        change, best = spelling_scores(o["cand_probs"])  # (B, T) each
         for b in range(len(ids)):
             flags = {}
             for t in np.nonzero((change[b] >= thr) & (ids[b] != 0))[0]:
                 if o["cand_ids"][b, t, 1] == 0:
                     continue
-                best = 1 + int(np.argmax(o["cand_probs"][b, t, 1:]))
-                flags[int(t)] = int(o["cand_ids"][b, t, best])
+                flags[int(t)] = int(o["cand_ids"][b, t, best[b, t]])
             preds.append(flags)
         return preds
 
@@ -489,7 +487,7 @@ def train_essay(
 
     from engines.metrics import pearson, qwk
     from engines.model import EssayConfig, EssayEnsemble, EssayModel
-    from engines.ordinal import expected_grade, fit_cuts
+    from engines.ordinal import apply_cuts, expected_grade, fit_cuts
 
     rng = np.random.default_rng(args.seed)
     results: dict[str, Any] = {}
@@ -505,7 +503,6 @@ def train_essay(
             "traits": d["traits"],
             "coh": d["coh_grade"],
             "score": d["coh_score"],
-            "dev": d["dev"].astype(bool),
         }
 
     def cat(*ds: dict[str, Any]) -> dict[str, Any]:
@@ -637,13 +634,13 @@ def train_essay(
         for t, (name, _) in enumerate(pack.meta["traits"]):
             lab = d["traits"][:, t] >= 0
             if lab.any():
-                pred = np.digitize(expected_grade(tp[lab, t]), cuts["trait_cuts"][t])
+                pred = apply_cuts(expected_grade(tp[lab, t]), cuts["trait_cuts"][t])
                 m[f"qwk_{name}"] = qwk(d["traits"][lab, t], pred, 3)
         if any(k.startswith("qwk_") for k in m):
             m["qwk_mean"] = float(np.mean([v for k, v in m.items() if k.startswith("qwk_")]))
         lab = d["coh"] >= 0
         if lab.any():
-            pred = np.digitize(expected_grade(cp[lab]), cuts["coherence_cuts"])
+            pred = apply_cuts(expected_grade(cp[lab]), cuts["coherence_cuts"])
             m["coherence_qwk"] = qwk(d["coh"][lab], pred, 3)
         return m
 
