@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Installs what the test-suite needs beyond pip: Debian packages (never a browser download).
+# Idempotent and quiet when everything is already there; needs root (or sudo) the first time.
+set -euo pipefail
+packages=(chromium fonts-noto-cjk)
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    echo "installing test dependencies: ${missing[*]}"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
