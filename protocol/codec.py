@@ -32,6 +32,8 @@ from protocol.messages import (
     Ping,
     Pong,
     Presence,
+    Reauth,
+    Reauthed,
     Replace,
     Resume,
     Score,
@@ -213,6 +215,10 @@ def _unobserve(obj: dict[str, Any], msg_id: MsgId) -> Unobserve:
     return Unobserve(doc=doc, class_id=class_id, id=msg_id)
 
 
+def _reauth(obj: dict[str, Any], msg_id: MsgId) -> Reauth:
+    return Reauth(token=_str(obj, "token", max_len=4096), id=msg_id)
+
+
 def _ping(obj: dict[str, Any], msg_id: MsgId) -> Ping:
     return Ping(id=msg_id)
 
@@ -224,6 +230,7 @@ _CLIENT_PARSERS: dict[str, Callable[[dict[str, Any], MsgId], ClientMessage]] = {
     "dismiss": _dismiss,
     "observe": _observe,
     "unobserve": _unobserve,
+    "reauth": _reauth,
     "ping": _ping,
 }
 
@@ -305,6 +312,7 @@ _SERVER_BUILDERS: dict[str, Callable[[dict[str, Any]], ServerMessage]] = {
     "update": lambda o: _build(Update, o, changes=_changes(o["changes"])),
     "presence": lambda o: _build(Presence, o),
     "error": lambda o: _build(Error, o),
+    "reauthed": lambda o: _build(Reauthed, o),
     "pong": lambda o: _build(Pong, o),
 }
 

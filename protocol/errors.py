@@ -42,6 +42,8 @@ class ErrorCode(StrEnum):
     NOT_FOUND = "not_found"  # unknown hint / document
     OVERLOADED = "overloaded"  # analysis queue full; see retry_after_ms
     STORAGE = "storage"  # the edit could not be stored; it was not applied
+    STORAGE_QUOTA = "storage_quota"  # the student's documents use their whole storage quota
+    TOO_MANY_DOCUMENTS = "too_many_documents"  # limits.max_documents reached; reuse one
     INTERNAL = "internal"  # a bug on the server; the document is unchanged
 
 

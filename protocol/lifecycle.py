@@ -40,8 +40,8 @@ TRANSITIONS: dict[tuple[Phase, str], Phase] = {
 
 ACCEPTS: dict[Phase, frozenset[str]] = {
     Phase.CONNECTING: frozenset({"hello", "ping"}),
-    Phase.EDITING: frozenset({"replace", "edit", "dismiss", "ping"}),
-    Phase.OBSERVING: frozenset({"observe", "unobserve", "ping"}),
+    Phase.EDITING: frozenset({"replace", "edit", "dismiss", "reauth", "ping"}),
+    Phase.OBSERVING: frozenset({"observe", "unobserve", "reauth", "ping"}),
     Phase.CLOSING: frozenset(),
     Phase.CLOSED: frozenset(),
 }

@@ -7,7 +7,10 @@ are the unions. JSON appears only in :mod:`protocol.codec`.
 Extensions to v1 (additive only): ``doc`` on ``hints``/``scores``/
 ``ack``; ``timing`` on ``hints``; ``grade``/``label`` on scores; ``role``,
 ``user``, ``class``, ``lang``, ``position_encoding``, ``debounce_ms``,
-``debounce_max_ms`` on ``welcome``; ``unobserve`` and ``bye`` client messages.
+``debounce_max_ms``, ``token_expires`` on ``welcome``; the budget and cap fields of
+``limits``; ``unobserve`` and ``reauth`` client messages, ``reauthed`` server message.
+A ``hints`` message may come in several frames at one version (large documents): a
+client merges them in order, as it merges any ``hints``.
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ __all__ = [
     "Ping",
     "Pong",
     "Presence",
+    "Reauth",
+    "Reauthed",
     "Replace",
     "Resume",
     "Role",
@@ -85,6 +90,13 @@ class Limits:
     max_messages_per_second: float
     max_changes_per_edit: int
     burst: int
+    # extensions (issue 9): budgets per user across connections, and caps
+    max_bytes_per_second: int | None = None  # text a user may send, sustained
+    byte_burst: int | None = None
+    max_documents: int | None = None  # documents per student in a class
+    storage_quota_bytes: int | None = None  # per student in a class (snapshots + logs)
+    max_hints_per_sentence: int | None = None  # beyond: one "N more of this kind" hint
+    max_hints_per_document: int | None = None  # beyond: one summary hint
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,12 +201,21 @@ class Unobserve:
 
 
 @dataclass(frozen=True, slots=True)
+class Reauth:
+    """Extension: present a fresh token on an open socket (same user, role and class)."""
+
+    TYPE: ClassVar[str] = "reauth"
+    token: str
+    id: MsgId = None
+
+
+@dataclass(frozen=True, slots=True)
 class Ping:
     TYPE: ClassVar[str] = "ping"
     id: MsgId = None
 
 
-ClientMessage = Hello | Replace | Edit | Dismiss | Observe | Unobserve | Ping
+ClientMessage = Hello | Replace | Edit | Dismiss | Observe | Unobserve | Reauth | Ping
 
 
 # ---------------------------------------------------------------- server → client
@@ -217,6 +238,7 @@ class Welcome:
     position_encoding: str = "utf-16"
     debounce_ms: int = 0
     debounce_max_ms: int = 0
+    token_expires: int | None = None  # extension: Unix time the session ends without reauth
     id: MsgId = None
 
 
@@ -291,9 +313,20 @@ class Error:
 
 
 @dataclass(frozen=True, slots=True)
+class Reauthed:
+    """Extension: the fresh token was accepted; the session now ends at ``token_expires``."""
+
+    TYPE: ClassVar[str] = "reauthed"
+    token_expires: int
+    id: MsgId = None
+
+
+@dataclass(frozen=True, slots=True)
 class Pong:
     TYPE: ClassVar[str] = "pong"
     id: MsgId = None
 
 
-ServerMessage = Welcome | Ack | Hints | Scores | Snapshot | Update | Presence | Error | Pong
+ServerMessage = (
+    Welcome | Ack | Hints | Scores | Snapshot | Update | Presence | Error | Reauthed | Pong
+)

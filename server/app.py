@@ -119,7 +119,7 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
     async def writer() -> None:
         while (frame := await conn.outbox.get()) is not None:
             await websocket.send_text(frame.decode())
-            conn.queued_bytes -= len(frame)
+            conn.on_sent(len(frame))
 
     async def closer() -> None:
         code, reason = await close_request

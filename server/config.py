@@ -28,7 +28,22 @@ class Settings:
     max_changes_per_edit: int = 64
     max_violations: int = 20  # errors in a row before the connection is closed (1008)
     send_queue_limit: int = 512  # frames buffered for a slow reader before it is dropped
-    send_queue_bytes: int = 4 * 1024 * 1024  # … or bytes, whichever comes first
+    # A reader is "slow" when its unread backlog stays above send_queue_bytes for
+    # slow_consumer_grace_s with no frame written, or exceeds 4 × send_queue_bytes:
+    # one large frame on an empty queue is not a slow reader.
+    send_queue_bytes: int = 4 * 1024 * 1024
+    slow_consumer_grace_s: float = 10.0
+    # Per user, across all their connections (reconnecting does not refill them).
+    max_bytes_per_second: int = 128 * 1024  # text sent in edits/replaces, sustained
+    byte_burst: int = 1024 * 1024
+    max_documents_per_student: int = 100  # per class; a new one beyond is refused
+    storage_quota_bytes: int = 16 * 1024 * 1024  # per student per class (snapshots + logs)
+    # Hint caps: per sentence (and per code within it), per document; beyond, summaries.
+    max_hints_per_sentence: int = 20
+    max_hints_per_code: int = 5
+    max_hints_per_document: int = 300
+    hints_frame_sentences: int = 200  # a larger hints/snapshot message is sent in parts
+    stream_low_water: int = 8  # class snapshots are paced: sent while fewer frames wait
     # Inference.
     threads: int = 1  # onnxruntime intra-op threads per session
     # Sentence model artifact ("sentence_fp32" | "sentence_int8"); empty = the manifest's

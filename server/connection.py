@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from protocol import (
@@ -27,6 +28,8 @@ from protocol import (
     Phase,
     Ping,
     Pong,
+    Reauth,
+    Reauthed,
     Replace,
     Unobserve,
     decode_client,
@@ -34,7 +37,7 @@ from protocol import (
 )
 from protocol.positions import Encoding
 from server.auth import Identity, verify_token
-from server.clock import Clock
+from server.clock import Clock, TimerHandle
 from server.documents import Document
 from server.service import Inkstone
 
@@ -76,8 +79,11 @@ class Connection:
         self.full_hints_due = False
         self.queued_bytes = 0  # bytes in the outbox; the writer subtracts what it sent
         self.outbox: asyncio.Queue[bytes | None] = asyncio.Queue()
-        self._tokens = float(self.settings.rate_burst)
+        self.last_progress = clock.now()  # a frame was written, or the outbox was empty
+        self._streams: deque[Iterator[Any]] = deque()
+        self._tokens = float(self.settings.rate_burst)  # before hello: this socket's own
         self._refilled = clock.now()
+        self._expiry: TimerHandle | None = None
         self._violations: deque[float] = deque()
         self.closing = False
         self._counted_role: str | None = None
@@ -88,9 +94,19 @@ class Connection:
         if self.closing:
             return
         frame = encode(message)
+        now = self.clock.now()
+        if self.outbox.empty():
+            self.last_progress = now
+        limit = self.settings.send_queue_bytes
+        # Slow is a backlog that is not being read, not a large frame: the backlog must
+        # exceed the limit with nothing written for a grace period (or grow to 4 × it).
         if (
             self.outbox.qsize() >= self.settings.send_queue_limit
-            or self.queued_bytes + len(frame) > self.settings.send_queue_bytes
+            or self.queued_bytes > 4 * limit
+            or (
+                self.queued_bytes > limit
+                and now - self.last_progress > self.settings.slow_consumer_grace_s
+            )
         ):
             self.close(CLOSE_POLICY, "slow consumer: too many unread messages")
             return
@@ -98,10 +114,40 @@ class Connection:
         self.outbox.put_nowait(frame)
         self.metrics.sent.labels(type=message.TYPE).inc()
 
+    def stream(self, messages: Iterator[Any]) -> None:
+        """Send ``messages`` at the reader's pace: pulled while few frames wait unread."""
+        self._streams.append(messages)
+        self._pump()
+
+    def on_sent(self, nbytes: int) -> None:
+        """The writer put a frame on the socket."""
+        self.queued_bytes -= nbytes
+        self.last_progress = self.clock.now()
+        if self._streams:
+            self._pump()
+
+    def _pump(self) -> None:
+        while self._streams and not self.closing:
+            if self.outbox.qsize() >= self.settings.stream_low_water:
+                return
+            try:
+                message = next(self._streams[0])
+            except StopIteration:
+                self._streams.popleft()
+                continue
+            except Exception:
+                log.exception("a streamed reply to %r failed", self.identity.user)
+                self._streams.popleft()
+                continue
+            self.send(message)
+
     def close(self, code: int, reason: str) -> None:
         if self.closing:
             return
         self.closing = True
+        self._streams.clear()
+        if self._expiry is not None:
+            self._expiry.cancel()
         if self.lifecycle.phase is not Phase.CLOSING:
             self.lifecycle.fire("close")
         log.info("closing connection of %r: %d %s", self.identity.user, code, reason)
@@ -132,9 +178,16 @@ class Connection:
 
     # ------------------------------------------------------------ input
 
-    def _rate_ok(self) -> int | None:
-        """None if allowed; otherwise milliseconds until one message is allowed again."""
+    def _rate_ok(self, nbytes: int) -> int | None:
+        """None if allowed; otherwise milliseconds until one message is allowed again.
+
+        After hello the budgets are the user's, shared by all their connections (so
+        reconnecting does not refill them): messages per second and bytes per second."""
         now = self.clock.now()
+        if self._counted_role is not None:
+            user = (self.identity.class_id, self.identity.role, self.identity.user)
+            budgets = self.service.budgets
+            return budgets.message(user, now) or budgets.text(user, nbytes, now)
         rate = self.settings.max_messages_per_second
         self._tokens = min(
             float(self.settings.rate_burst), self._tokens + (now - self._refilled) * rate
@@ -152,12 +205,13 @@ class Connection:
         if self.closing:
             return
         limit = self.settings.max_message_bytes
-        if len(text) > limit or (len(text) * 4 > limit and len(text.encode()) > limit):
+        nbytes = len(text) if text.isascii() else len(text.encode())
+        if nbytes > limit:
             self._error(
                 PeerError(ErrorCode.FRAME_TOO_LARGE, f"frames are limited to {limit} bytes")
             )
             return
-        wait = self._rate_ok()
+        wait = self._rate_ok(nbytes)
         if wait is not None:
             self._error(PeerError(ErrorCode.RATE_LIMITED, "too many messages", retry_after_ms=wait))
             return
@@ -195,6 +249,49 @@ class Connection:
                 raise exc.with_id(message.id) from None
         elif isinstance(message, Unobserve):
             service.unobserve(self, message.doc, message.class_id)
+        elif isinstance(message, Reauth):
+            self._reauth(message)
+
+    # ------------------------------------------------------------ token lifetime
+
+    def _schedule_expiry(self) -> None:
+        """End the session when the token expires (unless a reauth comes first)."""
+        if self._expiry is not None:
+            self._expiry.cancel()
+        left = self.identity.expires - time.time()
+        self._expiry = self.clock.call_at(self.clock.now() + max(0.0, left), self._expired)
+
+    def _expired(self) -> None:
+        if self.closing:
+            return
+        if self.identity.expires > time.time():  # a clock step: not yet
+            self._schedule_expiry()
+            return
+        self.send(
+            Error(
+                code=str(ErrorCode.TOKEN_EXPIRED),
+                message="your token expired; reconnect with a fresh one (or send 'reauth' "
+                "before it expires to keep this session)",
+            )
+        )
+        self.metrics.errors.labels(code=str(ErrorCode.TOKEN_EXPIRED)).inc()
+        self.close(CLOSE_POLICY, "token expired")
+
+    def _reauth(self, message: Reauth) -> None:
+        try:
+            fresh = verify_token(self.service.settings.secret, message.token)
+        except PeerError as exc:
+            raise exc.with_id(message.id) from None
+        me = self.identity
+        if (fresh.user, fresh.role, fresh.class_id) != (me.user, me.role, me.class_id):
+            raise PeerError(
+                ErrorCode.FORBIDDEN,
+                "the new token is for another user, role or class; reconnect with it instead",
+                msg_id=message.id,
+            )
+        self.identity = fresh
+        self._schedule_expiry()
+        self.send(Reauthed(token_expires=fresh.expires, id=message.id))
 
     def _hello(self, hello: Hello) -> None:
         try:
@@ -204,12 +301,14 @@ class Connection:
                 welcome = self.service.open_student(self, hello)
                 self.lifecycle.fire("open_student")
                 self._count("student")
+                self._schedule_expiry()
                 self.send(welcome)
                 self.service.after_welcome(self)
             else:
                 welcome = self.service.welcome(self, hello, None)
                 self.lifecycle.fire("open_teacher")
                 self._count("teacher")
+                self._schedule_expiry()
                 self.send(welcome)
         except PeerError as exc:
             raise exc.with_id(hello.id) from None
@@ -223,4 +322,7 @@ class Connection:
             self.metrics.connections.labels(role=self._counted_role).dec()
             self._counted_role = None
         self.closing = True
+        self._streams.clear()
+        if self._expiry is not None:
+            self._expiry.cancel()
         self.service.disconnect(self)

@@ -9,6 +9,7 @@ import numpy as np
 
 from protocol import Hint, PositionIndex, SentenceHints
 from protocol.positions import Encoding
+from server.docids import teacher_id
 from server.hints import DraftHint
 
 __all__ = ["Analysis", "Document", "SentenceState", "to_wire_sentences"]
@@ -26,6 +27,13 @@ class SentenceState:
     context: tuple[bool, ...]
     hints: tuple[tuple[str, DraftHint], ...]  # (hint id, hint with document offsets)
     embedding: np.ndarray | None = None
+    # The document's hint budget (server.hintcaps): how many of ``hints`` are shown, and
+    # on the first sentence past the budget, how many hints of the document are hidden.
+    shown: int = -1  # -1: all
+    overflow: int = 0
+
+    def visible(self) -> tuple[tuple[str, DraftHint], ...]:
+        return self.hints if self.shown < 0 else self.hints[: self.shown]
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -109,10 +117,15 @@ def to_wire_sentences(
     dismissed: set[str],
 ) -> tuple[SentenceHints, ...]:
     """Sentences with their hints, offsets converted to ``encoding``, dismissed hints left out."""
+    from server.hintcaps import document_summary  # (hintcaps imports this module)
+
     index = analysis.index(encoding)
     wire = index.to_wire
     out = []
     for s in sentences:
+        pairs = s.visible()
+        if s.overflow:
+            pairs = (*pairs, document_summary(s.id, s.overflow, analysis.lang, s.end))
         hints = tuple(
             Hint(
                 id=hid,
@@ -126,7 +139,7 @@ def to_wire_sentences(
                 confidence=h.confidence,
                 source=h.source,
             )
-            for hid, h in s.hints
+            for hid, h in pairs
             if hid not in dismissed
         )
         out.append(SentenceHints(id=s.id, start=wire(s.start), end=wire(s.end), hints=hints))
@@ -135,7 +148,8 @@ def to_wire_sentences(
 
 @dataclass(eq=False, slots=True)
 class Document:
-    id: str
+    id: str  # the storage key: class/owner/name (server.docids)
+    name: str  # the student's name for it
     owner: str
     class_id: str
     lang: str  # as requested: zh | en | auto
@@ -155,3 +169,9 @@ class Document:
     score_dirty: bool = False
     score_timer: Any = None
     last_scored_at: float = float("-inf")
+    stored_bytes: int = 0  # snapshot + log in the store (the owner's storage quota)
+
+    @property
+    def teacher_id(self) -> str:
+        """How teachers of the class address this document."""
+        return teacher_id(self.owner, self.name)

@@ -20,9 +20,8 @@ import asyncio
 import logging
 import secrets
 from collections import Counter
+from collections.abc import Iterator
 from typing import Any, Protocol
-
-import orjson
 
 from protocol import (
     Ack,
@@ -31,25 +30,24 @@ from protocol import (
     Error,
     ErrorCode,
     Hello,
-    Hints,
     Limits,
     PeerError,
-    Presence,
     Replace,
-    Scores,
-    Snapshot,
     Update,
     Welcome,
     apply_changes,
     to_wire,
 )
-from protocol.codec import decode_server
 from protocol.positions import Encoding
 from server.auth import Identity
+from server.budgets import UserBudgets
 from server.clock import Clock
 from server.config import Settings
 from server.debounce import Debouncer
-from server.documents import Analysis, Document, SentenceState, to_wire_sentences
+from server.docids import doc_key
+from server.documents import Analysis, Document, SentenceState
+from server.fanout import Fanout, diff_change
+from server.hintcaps import apply_document_budget, cap_sentence
 from server.hints import HintPolicy, hint_id, sentence_hints, sentence_id
 from server.language import detect_lang
 from server.metrics import Metrics
@@ -78,20 +76,11 @@ class Peer(Protocol):
 
     def send(self, message: Any) -> None: ...
 
-
-def diff_change(old: str, new: str) -> tuple[int, int, str]:
-    """The single change (code points) that turns ``old`` into ``new``."""
-    limit = min(len(old), len(new))
-    prefix = 0
-    while prefix < limit and old[prefix] == new[prefix]:
-        prefix += 1
-    suffix = 0
-    while suffix < limit - prefix and old[-1 - suffix] == new[-1 - suffix]:
-        suffix += 1
-    return prefix, len(old) - suffix, new[prefix : len(new) - suffix]
+    def stream(self, messages: Iterator[Any]) -> None:
+        """Send ``messages`` paced by the reader (lazily, while the outbox is short)."""
 
 
-class Inkstone:
+class Inkstone(Fanout):
     def __init__(
         self,
         settings: Settings,
@@ -122,30 +111,46 @@ class Inkstone:
             max_messages_per_second=settings.max_messages_per_second,
             max_changes_per_edit=settings.max_changes_per_edit,
             burst=settings.rate_burst,
+            max_bytes_per_second=settings.max_bytes_per_second,
+            byte_burst=settings.byte_burst,
+            max_documents=settings.max_documents_per_student,
+            storage_quota_bytes=settings.storage_quota_bytes,
+            max_hints_per_sentence=settings.max_hints_per_sentence,
+            max_hints_per_document=settings.max_hints_per_document,
         )
+        self.budgets = UserBudgets(
+            settings.max_messages_per_second,
+            settings.rate_burst,
+            settings.max_bytes_per_second,
+            settings.byte_burst,
+        )
+        # bytes each (class, student) stores, loaded on first use, kept by apply()
+        self.usage: dict[tuple[str, str], int] = {}
 
     # ------------------------------------------------------------ documents
 
-    def _load(self, doc_id: str) -> Document | None:
-        doc = self.documents.get(doc_id)
+    def _load(self, key: str) -> Document | None:
+        doc = self.documents.get(key)
         if doc is not None:
             return doc
-        stored = self.store.load(doc_id)
+        stored = self.store.load(key)
         if stored is None:
             return None
         doc = Document(
-            stored.id,
+            stored.key,
+            stored.name,
             stored.owner,
             stored.class_id,
             stored.lang,
             stored.text,
             stored.version,
             dismissed=stored.dismissed,
+            stored_bytes=stored.stored_bytes,
         )
         if stored.analysis is not None:
-            doc.analysis = Analysis.from_json(stored.analysis, stored.scores)
+            doc.analysis = self._capped(Analysis.from_json(stored.analysis, stored.scores), doc)
             doc.scores = stored.scores
-        self.documents[doc_id] = doc
+        self.documents[key] = doc
         self.metrics.documents.set(len(self.documents))
         if doc.analysis is None or doc.analysis.version != doc.version:
             self.debouncer.touch(doc.id)
@@ -163,10 +168,25 @@ class Inkstone:
             self.documents.pop(doc.id, None)
             self.metrics.documents.set(len(self.documents))
 
+    def _capped(self, analysis: Analysis, doc: Document) -> Analysis:
+        """Apply the hint caps to an analysis stored before they existed (or with others)."""
+        s = self.settings
+        for state in analysis.sentences:
+            state.hints = cap_sentence(
+                state.id,
+                state.hints,
+                analysis.lang,
+                state.start,
+                per_sentence=s.max_hints_per_sentence,
+                per_code=s.max_hints_per_code,
+            )
+        apply_document_budget(analysis.sentences, s.max_hints_per_document, doc.dismissed)
+        return analysis
+
     def welcome(self, peer: Peer, hello: Hello, doc: Document | None) -> Welcome:
         return Welcome(
             session=secrets.token_urlsafe(12),
-            doc=None if doc is None else doc.id,
+            doc=None if doc is None else doc.name,
             version=0 if doc is None else doc.version,
             text="" if doc is None else doc.text,
             limits=self.limits,
@@ -179,6 +199,7 @@ class Inkstone:
             position_encoding=peer.encoding,
             debounce_ms=self.settings.debounce_quiet_ms,
             debounce_max_ms=self.settings.debounce_max_ms,
+            token_expires=peer.identity.expires,
             id=hello.id,
         )
 
@@ -186,24 +207,30 @@ class Inkstone:
         if hello.doc is None or not hello.doc.strip():
             raise PeerError(ErrorCode.BAD_MESSAGE, "a student hello needs 'doc'")
         me = peer.identity
+        key = doc_key(me.class_id, me.user, hello.doc)
         if hello.resume is not None:
-            owner = self.store.session_owner(hello.resume.session)
-            if owner is not None and (owner[1] != me.user or owner[0] != hello.doc):
+            owner = self.store.session_doc(hello.resume.session)
+            if owner is not None and owner != (key, me.user):
                 raise PeerError(ErrorCode.FORBIDDEN, "that session belongs to someone else")
-        doc = self._load(hello.doc)
+        doc = self._load(key)
         if doc is None:
+            count, _ = self.store.docs_of(me.class_id, me.user)
+            if count >= self.settings.max_documents_per_student:
+                raise PeerError(
+                    ErrorCode.TOO_MANY_DOCUMENTS,
+                    f"you already have {count} documents in this class (the limit is "
+                    f"{self.settings.max_documents_per_student}); open one of them instead",
+                )
             try:
-                self.store.create(hello.doc, me.user, me.class_id, hello.lang)
+                self.store.create(key, hello.doc, me.user, me.class_id, hello.lang)
             except StorageError as exc:
                 raise PeerError(
                     ErrorCode.STORAGE, f"could not create the document: {exc}"
                 ) from None
-            doc = Document(hello.doc, me.user, me.class_id, hello.lang, "", 0)
+            doc = Document(key, hello.doc, me.user, me.class_id, hello.lang, "", 0)
             self.documents[doc.id] = doc
             self.metrics.documents.set(len(self.documents))
             self._notify_class_new_doc(doc)
-        elif doc.owner != me.user:
-            raise PeerError(ErrorCode.FORBIDDEN, "students may open only their own documents")
         if hello.lang != "auto" and hello.lang != doc.lang:
             doc.lang = hello.lang
             try:
@@ -233,15 +260,9 @@ class Inkstone:
             if not doc.analysing and not self.debouncer.pending(doc.id):
                 self.debouncer.touch(doc.id)
             return
-        peer.send(
-            Hints(
-                version=a.version,
-                sentences=to_wire_sentences(a, a.sentences, peer.encoding, doc.dismissed),
-                doc=doc.id,
-            )
-        )
+        self._send_all_hints(peer, doc, a)
         if doc.scores is not None:
-            peer.send(self._scores_message(doc.scores))
+            peer.send(self.scores_message(doc.scores, doc.name))
 
     # ------------------------------------------------------------ edits
 
@@ -268,8 +289,6 @@ class Inkstone:
                 peer.encoding,
                 max_chars=self.settings.max_document_chars,
             )
-            op = "edit"
-            payload = orjson.dumps([[a.start, a.end, a.text] for a in applied])
         else:
             if len(message.text) > self.settings.max_document_chars:
                 raise PeerError(
@@ -277,12 +296,14 @@ class Inkstone:
                     f"the text has {len(message.text)} characters; "
                     f"the limit is {self.settings.max_document_chars}",
                 )
-            text, op, payload = message.text, "replace", message.text.encode()
-            # observers mirror a replace as the one change that turns the old text into the new
+            text = message.text
+            # stored, and mirrored to observers, as the one change that turns old into new
             _, applied = apply_changes(doc.text, [Change(*diff_change(doc.text, text))], "utf-32")
+        changes = [(a.start, a.end, a.text) for a in applied]
+        self._check_quota(doc, changes, len(text) < len(doc.text))
         version = doc.version + 1
         try:
-            self.store.append(doc.id, version, op, payload, text)
+            stored = self.store.append(doc.id, version, changes, text)
         except StorageError as exc:
             raise PeerError(
                 ErrorCode.STORAGE,
@@ -291,6 +312,10 @@ class Inkstone:
                 retry_after_ms=1000,
             ) from None
         doc.text, doc.version = text, version
+        usage = self.usage.get((doc.class_id, doc.owner))
+        if usage is not None:
+            self.usage[(doc.class_id, doc.owner)] = usage + stored - doc.stored_bytes
+        doc.stored_bytes = stored
         now = self.clock.now()
         doc.last_edit_at = now
         if doc.first_unanalysed_at is None:
@@ -300,9 +325,32 @@ class Inkstone:
         if doc.presence != "online":
             self._set_presence(doc, "online")
         for other in self._audience(doc, exclude=peer):
-            changes = tuple(a.as_change(other.encoding) for a in applied)
-            other.send(Update(doc=doc.id, version=version, changes=changes, student=doc.owner))
-        return Ack(version=version, id=message.id, doc=doc.id)
+            wire = tuple(a.as_change(other.encoding) for a in applied)
+            other.send(
+                Update(doc=self.label(other, doc), version=version, changes=wire, student=doc.owner)
+            )
+        return Ack(version=version, id=message.id, doc=doc.name)
+
+    def _check_quota(
+        self, doc: Document, changes: list[tuple[int, int, str]], shrinks: bool
+    ) -> None:
+        """Refuse an edit that adds text once the owner's documents fill their quota
+        (deleting is always allowed, so a student can get under it again)."""
+        if shrinks or not any(text for _, _, text in changes):
+            return
+        owner = (doc.class_id, doc.owner)
+        usage = self.usage.get(owner)
+        if usage is None:
+            usage = self.usage[owner] = self.store.docs_of(*owner)[1]
+        added = sum(len(text.encode()) + 16 for _, _, text in changes)
+        quota = self.settings.storage_quota_bytes
+        if usage + added > quota:
+            raise PeerError(
+                ErrorCode.STORAGE_QUOTA,
+                f"your documents in this class use {usage} of {quota} bytes; delete text or "
+                "documents you no longer need (deleting is always allowed)",
+                version=doc.version,
+            )
 
     def dismiss(self, peer: Peer, hint: str) -> None:
         doc = peer.doc
@@ -318,110 +366,37 @@ class Inkstone:
         except StorageError as exc:
             raise PeerError(ErrorCode.STORAGE, f"could not store the dismissal: {exc}") from None
         doc.dismissed.add(hint)
-        self._broadcast_hints(doc, doc.analysis, [owner], [], None)
+        states = doc.analysis.sentences
+        before = {st.id: (st.shown, st.overflow) for st in states}
+        moved = self._rebudget(doc, states, before, {owner.id})
+        self._broadcast_hints(doc, doc.analysis, [owner, *moved], [], None)
+
+    def _rebudget(
+        self,
+        doc: Document,
+        states: list[SentenceState],
+        previous: dict[str, tuple[int, int]],
+        already: set[str],
+    ) -> list[SentenceState]:
+        """Apply the document's hint budget; the sentences (beyond ``already``) whose
+        visible hints it changed compared with ``previous``."""
+        apply_document_budget(states, self.settings.max_hints_per_document, doc.dismissed)
+        moved = []
+        for st in states:
+            old = previous.get(st.id)
+            if st.id in already or old is None:
+                continue
+            if old != (st.shown, st.overflow):
+                moved.append(st)
+        return moved
 
     # ------------------------------------------------------------ observers
 
-    def _audience(self, doc: Document, exclude: Peer | None = None) -> list[Peer]:
-        peers: list[Peer] = [p for p in doc.editors if p is not exclude]
-        peers.extend(self.doc_observers.get(doc.id, ()))
-        peers.extend(self.class_observers.get(doc.class_id, ()))
-        return peers
-
-    def _snapshot(self, doc: Document, peer: Peer, msg_id: Any = None) -> list[Any]:
-        a = doc.analysis
-        if a is None:
-            return [
-                Snapshot(
-                    doc=doc.id,
-                    student=doc.owner,
-                    version=doc.version,
-                    text=doc.text,
-                    hints=(),
-                    scores=None,
-                    presence=doc.presence,  # type: ignore[arg-type]
-                    lang=doc.lang,
-                    id=msg_id,
-                )
-            ]
-        out: list[Any] = [
-            Snapshot(
-                doc=doc.id,
-                student=doc.owner,
-                version=a.version,
-                text=a.text,
-                hints=to_wire_sentences(a, a.sentences, peer.encoding, doc.dismissed),
-                scores=None if doc.scores is None else self._scores_message(doc.scores),
-                presence=doc.presence,  # type: ignore[arg-type]
-                lang=a.lang,
-                id=msg_id,
-            )
-        ]
-        if a.version != doc.version:
-            start, end, inserted = diff_change(a.text, doc.text)
-            _, applied = apply_changes(a.text, [Change(start, end, inserted)], "utf-32")
-            out.append(
-                Update(
-                    doc=doc.id,
-                    version=doc.version,
-                    changes=(applied[0].as_change(peer.encoding),),
-                    student=doc.owner,
-                )
-            )
-        return out
-
-    def observe(self, peer: Peer, doc_id: str | None, class_id: str | None, msg_id: Any) -> None:
-        me = peer.identity
-        if class_id is not None:
-            if class_id != me.class_id:
-                raise PeerError(ErrorCode.FORBIDDEN, "teachers may observe only their own class")
-            self.class_observers.setdefault(class_id, set()).add(peer)
-            peer.observing_classes.add(class_id)
-            docs = [d for d, _ in self.store.docs_in_class(class_id)]
-            for d in docs:
-                doc = self._load(d)
-                if doc is not None:
-                    for m in self._snapshot(doc, peer, msg_id):
-                        peer.send(m)
-            return
-        assert doc_id is not None
-        doc = self._load(doc_id)
-        if doc is None:
-            raise PeerError(ErrorCode.NOT_FOUND, f"no document {doc_id!r}")
-        if doc.class_id != me.class_id:
-            self._maybe_evict(doc)
-            raise PeerError(ErrorCode.FORBIDDEN, "that document belongs to another class")
-        self.doc_observers.setdefault(doc.id, set()).add(peer)
-        peer.observing_docs.add(doc.id)
-        for m in self._snapshot(doc, peer, msg_id):
-            peer.send(m)
-
-    def unobserve(self, peer: Peer, doc_id: str | None, class_id: str | None) -> None:
-        if doc_id is not None:
-            self.doc_observers.get(doc_id, set()).discard(peer)
-            peer.observing_docs.discard(doc_id)
-        if class_id is not None:
-            self.class_observers.get(class_id, set()).discard(peer)
-            peer.observing_classes.discard(class_id)
-
-    def _notify_class_new_doc(self, doc: Document) -> None:
-        for peer in self.class_observers.get(doc.class_id, ()):
-            for m in self._snapshot(doc, peer):
-                peer.send(m)
-
-    def _set_presence(self, doc: Document, state: str) -> None:
-        if doc.presence == state:
-            return
-        doc.presence = state
-        message = Presence(doc=doc.id, student=doc.owner, state=state)  # type: ignore[arg-type]
-        for peer in self.doc_observers.get(doc.id, ()):
-            peer.send(message)
-        for peer in self.class_observers.get(doc.class_id, ()):
-            peer.send(message)
-
     def sweep_idle(self) -> None:
-        """Mark documents idle when their students stopped typing for a while."""
+        """Mark documents idle when their students stopped typing for a while (and forget
+        the budgets of users who stopped sending)."""
         now = self.clock.now()
+        self.budgets.sweep(now)
         for doc in list(self.documents.values()):
             if (
                 doc.editors
@@ -554,11 +529,20 @@ class Inkstone:
                     seg.text,
                     seg.paragraph,
                     context,
-                    tuple((hint_id(sid, h, h.start - seg.start), h) for h in drafts),
+                    cap_sentence(
+                        sid,
+                        [(hint_id(sid, h, h.start - seg.start), h) for h in drafts],
+                        lang,
+                        seg.start,
+                        per_sentence=self.settings.max_hints_per_sentence,
+                        per_code=self.settings.max_hints_per_code,
+                    ),
                     embedding if embedding is not None else (old.embedding if old else None),
                 )
                 changed.append(state)
             states.append(state)
+        budgets = {sid: (old.shown, old.overflow) for sid, old in previous.items()}
+        changed += self._rebudget(doc, states, budgets, {s.id for s in changed})
         current = {s.id for s in states}
         removed = [sid for sid in previous if sid not in current]
         analysis = Analysis(version, text, lang, states)
@@ -635,52 +619,11 @@ class Inkstone:
             model=essay_model,
         )
         analysis.scores = doc.scores = to_wire(scores)
-        for peer in self._audience(doc):
-            peer.send(scores)
+        self._send_scores(doc, scores, self._audience(doc))
         try:
             self.store.save_analysis(doc.id, analysis.version, analysis.to_json(), doc.scores)
         except StorageError:
             log.warning("could not store the analysis of %s", doc.id)
-
-    def _scores_message(self, wire: dict[str, Any]) -> Scores:
-        message = decode_server(orjson.dumps(wire))
-        assert isinstance(message, Scores)
-        return message
-
-    def _broadcast_hints(
-        self,
-        doc: Document,
-        analysis: Analysis,
-        changed: list[SentenceState],
-        removed: list[str],
-        timing: dict[str, float] | None,
-    ) -> None:
-        by_encoding: dict[str, Hints] = {}
-        for peer in self._audience(doc):
-            if peer.full_hints_due:
-                peer.full_hints_due = False
-                peer.send(
-                    Hints(
-                        version=analysis.version,
-                        sentences=to_wire_sentences(
-                            analysis, analysis.sentences, peer.encoding, doc.dismissed
-                        ),
-                        removed=tuple(removed),
-                        doc=doc.id,
-                        timing=timing,
-                    )
-                )
-                continue
-            message = by_encoding.get(peer.encoding)
-            if message is None:
-                message = by_encoding[peer.encoding] = Hints(
-                    version=analysis.version,
-                    sentences=to_wire_sentences(analysis, changed, peer.encoding, doc.dismissed),
-                    removed=tuple(removed),
-                    doc=doc.id,
-                    timing=timing,
-                )
-            peer.send(message)
 
     def _overloaded(self, doc: Document, exc: Overloaded, edit_at: float | None) -> None:
         if doc.first_unanalysed_at is None:
@@ -689,7 +632,7 @@ class Inkstone:
             code=ErrorCode.OVERLOADED,
             message="the analysis queue is full; feedback for this draft is delayed",
             retry_after_ms=exc.retry_after_ms,
-            doc=doc.id,
+            doc=doc.name,
             version=doc.version,
         )
         self.metrics.errors.labels(code="overloaded").inc()

@@ -48,6 +48,31 @@ class LiveServer:
     def runtime(self) -> Any:
         return self.app.state.runtime
 
+    def doc(self, name: str, user: str | None = None, class_id: str | None = None) -> Any:
+        """The live document a student named ``name`` (the only one of that name, unless
+        ``user``/``class_id`` narrow it down)."""
+        found = [
+            d
+            for d in self.runtime.service.documents.values()
+            if d.name == name
+            and (user is None or d.owner == user)
+            and (class_id is None or d.class_id == class_id)
+        ]
+        assert len(found) == 1, f"{len(found)} live documents named {name!r}"
+        return found[0]
+
+    def stored_text(self, name: str) -> str | None:
+        """The text of the one document named ``name``, live or else from the store."""
+        live = [d for d in self.runtime.service.documents.values() if d.name == name]
+        if live:
+            return str(live[0].text)
+        store = self.runtime.store
+        rows = store.db.execute("SELECT key FROM documents WHERE name=?", (name,)).fetchall()
+        if len(rows) != 1:
+            return None
+        stored = store.load(rows[0][0])
+        return None if stored is None else str(stored.text)
+
 
 class ThreadServer:
     """uvicorn running create_app(settings) on its own thread and loop."""

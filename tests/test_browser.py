@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from server.docids import doc_key
 from tests.conftest import LiveServer
 
 CHROMIUM = Path(os.environ.get("INKSTONE_CHROMIUM", "/usr/bin/chromium"))
@@ -110,11 +111,7 @@ def open_student(
 
 
 def server_text(server: LiveServer, doc: str) -> str | None:
-    d = server.runtime.service.documents.get(doc)
-    if d is not None:
-        return str(d.text)
-    stored = server.runtime.store.load(doc)
-    return None if stored is None else str(stored.text)
+    return server.stored_text(doc)
 
 
 def wait_server_text(server: LiveServer, doc: str, expected: str, timeout: float = 10.0) -> None:
@@ -208,7 +205,7 @@ def test_rule_hint_underline_mapping_apply_and_dismiss(rules_server: LiveServer,
     page.click("#hint-card button.dismiss")
     tab.wait("(id) => !window.inkstone.session.hints.find(id)", rep["id"])
     deadline = time.monotonic() + 5
-    while rep["id"] not in rules_server.runtime.service.documents["rules-doc"].dismissed:
+    while rep["id"] not in rules_server.doc("rules-doc").dismissed:
         assert time.monotonic() < deadline, "dismiss never reached the server"
         time.sleep(0.02)
     page.keyboard.insert_text("真开心。")
@@ -429,7 +426,7 @@ def test_server_killed_mid_essay_nothing_lost(tmp_path: Path, tabs: Any) -> None
         server.terminate()
         store = Store(tmp_path / "inkstone.sqlite3")
         try:
-            stored = store.load("kill-doc")
+            stored = store.load(doc_key("c1", "k1", "kill-doc"))
             assert stored is not None and stored.text == expected
         finally:
             store.close()

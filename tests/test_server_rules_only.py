@@ -11,6 +11,7 @@ import websockets
 
 from protocol import Ack, Change, Edit, Error, Hello, Hints, Ping, Pong, Replace, Scores, Welcome
 from server.config import Settings
+from server.docids import doc_key
 from server.wsclient import SocketSession, StudentClient
 from tests.conftest import LiveServer, ThreadServer, run
 
@@ -61,7 +62,7 @@ def test_version_mismatch_and_atomic_edits(rules_server: LiveServer) -> None:
         await s.send(Edit(base=1, changes=(Change(3, 3, "d"),), id=4))
         ack = await s.wait_for(lambda m: isinstance(m, Ack))
         assert ack == Ack(version=2, id=4, doc="d1")
-        assert rules_server.runtime.service.documents["d1"].text == "abcd"
+        assert rules_server.doc("d1").text == "abcd"
         await s.close()
 
     run(main())
@@ -111,7 +112,7 @@ def test_every_bad_input_gets_a_stable_error_and_changes_nothing(rules_server: L
         await s.send_raw(orjson.dumps({"type": "replace", "text": "x" * 300_000}).decode())
         err = await s.wait_for(lambda m: isinstance(m, Error))
         assert isinstance(err, Error) and err.code == "frame_too_large"
-        doc = rules_server.runtime.service.documents["d1"]
+        doc = rules_server.doc("d1")
         assert (doc.text, doc.version) == ("a😀b", 1)
         await s.send(Ping(id=9))
         assert await s.wait_for(lambda m: isinstance(m, Pong)) == Pong(id=9)
@@ -143,12 +144,23 @@ def test_students_cannot_touch_other_documents_and_tokens_are_checked(
 ) -> None:
     async def main() -> None:
         s = await hello(rules_server, user="alice", doc="alice-essay")
+        await s.send(Replace(text="Alice's text.", id=1))
+        await s.wait_for(lambda m: isinstance(m, Ack))
         await s.close()
+        # the same name in bob's hello is bob's own document: alice's is out of reach
+        other = SocketSession(rules_server.url)
+        await other.open()
+        await other.send(Hello(token=rules_server.token("bob"), doc="alice-essay"))
+        welcome = await other.recv()
+        assert isinstance(welcome, Welcome) and welcome.text == "" and welcome.version == 0
+        await other.send(Replace(text="defaced", id=2))
+        await other.wait_for(lambda m: isinstance(m, Ack))
+        await other.close()
+        store = rules_server.runtime.store
+        assert store.load(doc_key("c1", "alice", "alice-essay")).text == "Alice's text."
+        assert store.load(doc_key("c1", "bob", "alice-essay")).text == "defaced"
         intruder = SocketSession(rules_server.url)
         await intruder.open()
-        await intruder.send(Hello(token=rules_server.token("bob"), doc="alice-essay"))
-        err = await intruder.recv()
-        assert isinstance(err, Error) and err.code == "forbidden"
         await intruder.send(Hello(token="forged.token", doc="x"))
         err = await intruder.recv()
         assert isinstance(err, Error) and err.code == "unauthorized"
@@ -196,7 +208,7 @@ def test_resume_after_reconnect_resends_unacked_edits(
         welcome = await client.connect()
         assert welcome.version == 1 and welcome.text == "第一句😀。"
         await client.wait_synced()
-        doc = rules_server.runtime.service.documents[f"doc-{encoding}"]
+        doc = rules_server.doc(f"doc-{encoding}")
         assert doc.text == "第一句😀。第二句𠀀。" and doc.version == 2
         await client.close()
 

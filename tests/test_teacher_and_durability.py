@@ -37,19 +37,19 @@ def test_teacher_observes_a_class_live(rules_server: LiveServer) -> None:
             await teacher.session.send(Observe(class_id="c1", id="o1"))
             snap = await teacher.session.wait_for(lambda m: isinstance(m, Snapshot))
             assert isinstance(snap, Snapshot)
-            assert snap.doc == "s1-essay" and snap.student == "s1" and snap.id == "o1"
+            assert snap.doc == "s1/s1-essay" and snap.student == "s1" and snap.id == "o1"
 
         await student.type_text("And the the second.")
         for teacher in teachers:
             update = await teacher.session.wait_for(lambda m: isinstance(m, Update))
-            assert isinstance(update, Update) and update.doc == "s1-essay" and update.version == 2
+            assert isinstance(update, Update) and update.doc == "s1/s1-essay" and update.version == 2
             hints = await teacher.session.wait_for(
                 lambda m: isinstance(m, Hints) and m.version >= 2 and bool(m.sentences)
             )
-            assert isinstance(hints, Hints) and hints.doc == "s1-essay"
+            assert isinstance(hints, Hints) and hints.doc == "s1/s1-essay"
             assert any(h.code == "repeated_word" for s in hints.sentences for h in s.hints)
             scores = await teacher.session.wait_for(lambda m: isinstance(m, Scores))
-            assert isinstance(scores, Scores) and scores.doc == "s1-essay"
+            assert isinstance(scores, Scores) and scores.doc == "s1/s1-essay"
 
         await student.close()
         for teacher in teachers:
@@ -69,16 +69,18 @@ def test_teacher_permissions(rules_server: LiveServer) -> None:
         await other.session.send(Observe(class_id="c1", id=1))
         err = await other.session.wait_for(lambda m: isinstance(m, Error))
         assert isinstance(err, Error) and err.code == "forbidden" and err.id == 1
-        await other.session.send(Observe(doc="mine", id=2))
-        err = await other.session.wait_for(lambda m: isinstance(m, Error))
-        assert isinstance(err, Error) and err.code == "forbidden"
+        # another class's documents do not exist for this teacher (nothing to probe)
+        for doc in ("mine", "s1/mine"):
+            await other.session.send(Observe(doc=doc, id=2))
+            err = await other.session.wait_for(lambda m: isinstance(m, Error))
+            assert isinstance(err, Error) and err.code == "not_found"
         await other.session.send(Replace(text="defaced", id=3))
         err = await other.session.wait_for(lambda m: isinstance(m, Error))
         assert isinstance(err, Error) and err.code == "forbidden"
         await other.session.send(Edit(base=0, changes=(Change(0, 0, "x"),), id=4))
         err = await other.session.wait_for(lambda m: isinstance(m, Error))
         assert isinstance(err, Error) and err.code == "forbidden"
-        assert rules_server.runtime.service.documents["mine"].text == ""
+        assert rules_server.doc("mine").text == ""
         await other.close()
         await student.close()
 
