@@ -14,6 +14,12 @@ const $ = (/** @type {string} */ id) => /** @type {HTMLElement} */ (document.get
 
 /** @type {ClassObserver} */
 let observer;
+
+/** A teacher's document id is `owner/name` (each part %-escaped): show the name. */
+function docName(/** @type {string} */ id) {
+  const name = id.includes("/") ? id.slice(id.indexOf("/") + 1) : id;
+  return name.replaceAll("%2F", "/").replaceAll("%25", "%");
+}
 /** @type {string|null} "kind:code" of the heat-map filter */
 let filter = null;
 /** @type {string|null} the mirrored document */
@@ -148,7 +154,7 @@ function fillCard(li, d) {
   btn.setAttribute("aria-label", `${t("openMirror", { s: d.student })}: ${t(d.presence)}, ${t("words")} ${words}, ${t("hintsCount", { n: total })}`);
   btn.innerHTML = `
     <div class="c-head"><span class="presence-dot p-${esc(d.presence)}" aria-hidden="true"></span><strong class="c-name">${esc(d.student)}</strong><span class="c-pres small">${esc(t(d.presence))}</span></div>
-    <div class="c-doc small muted">${esc(d.doc)}</div>
+    <div class="c-doc small muted">${esc(docName(d.doc))}</div>
     <div class="c-main">
       <div class="c-words"><b data-testid="words">${words}</b><span class="small muted">${esc(t("words"))}</span></div>
       <div class="c-overall">${overall ? `<b>${overall.score.toFixed(1)}</b>${gradeChip(overall.grade)}` : `<b class="muted">—</b>`}</div>

@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 from protocol import Error, Hints, Observe, Scores, ServerMessage, Snapshot, Update, apply_changes
+from server.docids import split_teacher_id
 from server.loadgen.student import MeasuredClient, Samples
 from server.wsclient import Observer
 
@@ -48,7 +49,8 @@ class SimTeacher:
                 return
             text, _ = apply_changes(text, message.changes, "utf-32")
             self.mirror[message.doc] = (message.version, text)
-            student = self.registry.get(message.doc)
+            parts = split_teacher_id(message.doc)  # teachers see owner/name
+            student = self.registry.get(parts[1] if parts else message.doc)
             if student is not None:
                 sent = student.version_sent_at.get(message.version)
                 if sent is not None:
