@@ -446,17 +446,17 @@ def test_teacher_sees_student_edits_and_hints_live(rules_server: LiveServer, tab
     student = tabs()
     open_student(student, rules_server, user="小明", doc="xm-essay")
     student.page.keyboard.insert_text("我们的的生活很美好")
-    card = teacher.page.locator(".student-card[data-doc='xm-essay']")
+    card = teacher.page.locator(".student-card[data-doc='小明/xm-essay']")
     card.wait_for()
     teacher.wait(
-        "document.querySelector(\".student-card[data-doc='xm-essay']\")?.dataset.presence === 'online'"
+        "document.querySelector(\".student-card[data-doc='小明/xm-essay']\")?.dataset.presence === 'online'"
     )
     teacher.wait("document.querySelector('#heat-list')?.textContent.includes('词语重复')")
     assert "小明" in card.inner_text()
     # the heat map filters the grid
     teacher.page.click("#heat-list button.heat-row")
     teacher.wait(
-        "document.querySelector(\".student-card[data-doc='xm-essay']\").classList.contains('match')"
+        "document.querySelector(\".student-card[data-doc='小明/xm-essay']\").classList.contains('match')"
     )
     teacher.page.click("#clear-filter")
     teacher.page.click("#heat-kinds button[data-key='grammar:*']")

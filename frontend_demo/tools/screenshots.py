@@ -167,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
             settle(teacher, f"document.querySelectorAll('.student-card').length >= {cards}")
             time.sleep(1.0)
             teacher.screenshot(path=str(args.out / "teacher.png"))
-            teacher.click(".student-card[data-doc='王芳-essay'] button")
+            teacher.click(".student-card[data-doc='王芳/王芳-essay'] button")
             teacher.wait_for_selector("#mirror-text mark")
             time.sleep(0.3)
             teacher.screenshot(path=str(args.out / "teacher-mirror.png"))
