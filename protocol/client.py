@@ -30,6 +30,7 @@ from protocol.messages import (
     Hello,
     Hints,
     Lang,
+    Reauth,
     Replace,
     Resume,
     Scores,
@@ -92,6 +93,11 @@ class DocumentClient:
             resume=resume,
             id=next(self._ids),
         )
+
+    def reauth(self, token: str) -> Reauth:
+        """Present a fresh token on the open socket; later hellos (reconnects) use it too."""
+        self.token = token
+        return Reauth(token=token, id=next(self._ids))
 
     def change(self, start: int, end: int, text: str) -> Edit | None:
         """The user replaced ``self.text[start:end]`` (code points) by ``text``.

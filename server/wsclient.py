@@ -164,6 +164,10 @@ class StudentClient:
         await self._send_quietly(message)
         return message
 
+    async def reauth(self, token: str) -> None:
+        """Send a fresh token before the current one expires (the session continues)."""
+        await self._send_quietly(self.state.reauth(token))
+
     async def wait_synced(self, timeout: float = 10.0) -> None:
         deadline = time.monotonic() + timeout
         while not self.state.synced:

@@ -574,6 +574,16 @@ export class DocumentSession extends EventTarget {
     this.conn.send({ type: "dismiss", hint: hintId, id: this.nextId++ });
   }
 
+  /**
+   * Present a fresh token on the open socket before the current one expires
+   * (`welcome.token_expires`); reconnects use it too.
+   * @param {string} token
+   */
+  reauth(token) {
+    this.token = token;
+    this.conn.send({ type: "reauth", token, id: this.nextId++ });
+  }
+
   /** Simulate a network failure (tests, demos): the socket closes and reconnects. */
   dropConnection() { this.conn.drop(); }
 
