@@ -19,14 +19,11 @@ from protocol import (
     Observe,
     Ping,
     Pong,
-    Reauth,
-    Reauthed,
     Replace,
     Snapshot,
     Welcome,
 )
 from server.config import Settings
-from server.docids import doc_key
 from server.wsclient import Observer, SocketSession
 from tests.conftest import FAST, LiveServer, ThreadServer, run
 
@@ -124,6 +121,7 @@ def test_one_pathological_essay_cannot_lock_its_owner_or_the_class(tmp_path: Pat
 def test_documents_belong_to_class_and_owner(server: LiveServer) -> None:
     """A token for alice in c2 opened alice's c1 document; a student of c2 could pre-create
     carol's default name and lock her out (and probe which names exist)."""
+    from server.docids import doc_key
 
     async def main() -> None:
         a1, _ = await open_doc(server, "alice", "alice-essay", "c1")
@@ -291,6 +289,7 @@ def test_storage_quota_and_compact_storage(tmp_path: Path) -> None:
 
 def test_session_ends_at_token_expiry_unless_reauthenticated(server: LiveServer) -> None:
     """An open session kept editing after its token expired."""
+    from protocol import Reauth, Reauthed
 
     async def main() -> None:
         s = SocketSession(server.url)
