@@ -43,15 +43,24 @@ __all__ = ["Fanout", "diff_change"]
 log = logging.getLogger("inkstone.fanout")
 
 
+def _common_prefix(a: str, b: str) -> int:
+    """Length of the common prefix, by binary search over slice comparisons (done in C:
+    a 50,000-character replace costs microseconds, not a Python loop per character)."""
+    lo, hi = 0, min(len(a), len(b))
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if a[lo:mid] == b[lo:mid]:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
 def diff_change(old: str, new: str) -> tuple[int, int, str]:
     """The single change (code points) that turns ``old`` into ``new``."""
-    limit = min(len(old), len(new))
-    prefix = 0
-    while prefix < limit and old[prefix] == new[prefix]:
-        prefix += 1
-    suffix = 0
-    while suffix < limit - prefix and old[-1 - suffix] == new[-1 - suffix]:
-        suffix += 1
+    prefix = _common_prefix(old, new)
+    limit = min(len(old), len(new)) - prefix
+    suffix = _common_prefix(old[::-1][:limit], new[::-1][:limit])
     return prefix, len(old) - suffix, new[prefix : len(new) - suffix]
 
 
