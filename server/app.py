@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
@@ -23,6 +25,7 @@ from server.auth import mint_token
 from server.clock import LoopClock
 from server.config import Settings
 from server.connection import CLOSE_GOING_AWAY, Connection
+from server.httpsec import SecurityHeaders
 from server.metrics import Metrics
 from server.service import Inkstone
 from server.store import Store
@@ -31,6 +34,7 @@ __all__ = ["FRONTEND_DIR", "create_app"]
 
 log = logging.getLogger("inkstone")
 FRONTEND_DIR = Path(__file__).resolve().parent.parent / "frontend_demo"
+STATIC_PARTS = ("css", "js")  # the folders of frontend_demo/ served under /static/
 DEV_MODE_WARNING = (
     "DEV MODE: no secret configured; tokens are signed with the PUBLIC dev secret and anyone "
     "can mint one. Set --secret or INKSTONE_SECRET before real students use this server."
@@ -159,11 +163,23 @@ async def healthz(request: Request) -> Response:
         "connections": len(runtime.connections),
         "documents": len(runtime.service.documents) if runtime.service else 0,
     }
+    guard = getattr(request.app.state, "netguard", None)  # set by server.netguard
+    if guard is not None:
+        body["network"] = guard.snapshot()
     return JSONResponse(body, status_code=200 if ok else 503)
 
 
 async def metrics(request: Request) -> Response:
     runtime: Runtime = request.app.state.runtime
+    expected = runtime.settings.metrics_token
+    if expected:
+        given = request.headers.get("authorization", "")
+        if not hmac.compare_digest(given.encode(), f"Bearer {expected}".encode()):
+            return Response(
+                "metrics need Authorization: Bearer <metrics_token>\n",
+                status_code=401,
+                headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
+            )
     return Response(generate_latest(runtime.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
@@ -213,8 +229,10 @@ def create_app(settings: Settings | None = None, *, load_models: bool = True) ->
         Route("/", _page("student.html")),
         Route("/teacher", _page("teacher.html")),
     ]
-    if FRONTEND_DIR.is_dir():
-        routes.append(Mount("/static", StaticFiles(directory=FRONTEND_DIR), name="static"))
-    app = Starlette(routes=routes, lifespan=lifespan)
+    # only what the pages load: not frontend_demo/tools/, tsconfig.json, …
+    for part in STATIC_PARTS:
+        if (FRONTEND_DIR / part).is_dir():
+            routes.append(Mount(f"/static/{part}", StaticFiles(directory=FRONTEND_DIR / part)))
+    app = Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(SecurityHeaders)])
     app.state.runtime = runtime
     return app

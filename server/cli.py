@@ -19,6 +19,7 @@ def _serve(args: argparse.Namespace) -> int:
     from server.app import create_app
     from server.config import Settings
     from server.logs import configure_logging
+    from server.netguard import NetworkPolicyError, check_bind, uvicorn_config
 
     settings = Settings.from_env(
         host=args.host,
@@ -31,22 +32,22 @@ def _serve(args: argparse.Namespace) -> int:
         threads=args.threads,
         sentence_model=args.sentence_model,
         log_json=args.log_json or None,
+        handshake_timeout_s=args.handshake_timeout,
+        max_connections=args.max_connections,
+        max_connections_per_ip=args.max_connections_per_ip,
+        metrics_token=args.metrics_token,
+        allow_dev_mode_on_network=args.allow_dev_mode_on_network or None,
     )
-    configure_logging(json_lines=settings.log_json)
+    try:
+        check_bind(settings)  # before loading models: fail fast, one line
+    except NetworkPolicyError as exc:
+        print(f"inkstone serve: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(
+        json_lines=settings.log_json, burst=settings.log_burst, interval_s=settings.log_interval_s
+    )
     app = create_app(settings, load_models=not args.no_models)
-    config = uvicorn.Config(
-        app,
-        host=settings.host,
-        port=settings.port,
-        ws_max_size=max(4 * settings.max_message_bytes, 1 << 20),
-        ws_ping_interval=20,
-        ws_ping_timeout=20,
-        ws_per_message_deflate=False,  # halves idle-connection memory (docs/benchmarks.md)
-        log_config=None,
-        timeout_graceful_shutdown=5,
-        lifespan="on",
-    )
-    server = GracefulServer(config)
+    server = GracefulServer(uvicorn_config(app, settings))
     server.runtime = app.state.runtime
     server.run()
     return 0
@@ -66,8 +67,17 @@ class GracefulServer(uvicorn.Server):
 
 def _token(args: argparse.Namespace) -> int:
     from server.auth import mint_token
+    from server.config import Settings
 
     secret = args.secret or os.environ.get("INKSTONE_SECRET") or None
+    limit = Settings.from_env().max_token_lifetime_s
+    if not 0 < args.ttl <= limit:
+        print(
+            f"inkstone token: --ttl must be between 1 and {limit} s (the server's "
+            "max_token_lifetime_s, INKSTONE_MAX_TOKEN_LIFETIME_S); a server refuses longer tokens",
+            file=sys.stderr,
+        )
+        return 2
     if not secret:
         print(
             "warning: no secret given; signing with the PUBLIC dev secret (dev-mode servers only)",
@@ -111,6 +121,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--log-json", action="store_true", help="JSON-lines logs")
     serve.add_argument("--no-models", action="store_true", help="rule hints only (no models)")
+    serve.add_argument(
+        "--handshake-timeout", type=float, default=None, help="s to send request headers (10)"
+    )
+    serve.add_argument("--max-connections", type=int, default=None, help="open sockets (10000)")
+    serve.add_argument(
+        "--max-connections-per-ip", type=int, default=None, help="open sockets per peer (2000)"
+    )
+    serve.add_argument(
+        "--metrics-token", default=None, help="require this bearer token on /metrics"
+    )
+    serve.add_argument(
+        "--allow-dev-mode-on-network",
+        action="store_true",
+        help="serve dev mode (no secret) on a non-loopback address anyway",
+    )
     serve.set_defaults(func=_serve)
 
     token = sub.add_parser("token", help="mint a signed token")

@@ -63,6 +63,16 @@ class Settings:
     sqlite_max_pages: int = 0  # >0 caps the database size (pages): simulates a full disk
     idle_after_s: float = 60.0  # presence "idle" after this long without edits
     log_json: bool = False
+    # Network hardening (issue 9; server/netguard.py, server/auth.py, server/app.py).
+    handshake_timeout_s: float = 10.0  # to send complete request headers / finish the upgrade
+    max_connections: int = 10_000  # open sockets; kept fd_reserve below RLIMIT_NOFILE
+    max_connections_per_ip: int = 2_000  # must stay below max_connections
+    fd_reserve: int = 128  # descriptors kept free for SQLite, model files, logs
+    max_token_lifetime_s: int = 7 * 24 * 3600  # exp − iat above this → unauthorized
+    allow_dev_mode_on_network: bool = False  # dev mode (no secret) binds loopback only
+    metrics_token: str = ""  # non-empty: /metrics needs "Authorization: Bearer <token>"
+    log_burst: int = 10  # log records per (logger, message) per log_interval_s, then summed
+    log_interval_s: float = 60.0
 
     @property
     def dev_mode(self) -> bool:

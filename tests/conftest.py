@@ -22,6 +22,7 @@ import uvicorn
 from server.app import create_app
 from server.auth import mint_token
 from server.config import Settings
+from server.netguard import uvicorn_config
 
 ROOT = Path(__file__).resolve().parent.parent
 FAST = dict(debounce_quiet_ms=40, debounce_max_ms=200)
@@ -80,15 +81,10 @@ class ThreadServer:
     def __init__(self, settings: Settings, load_models: bool = True) -> None:
         self.sock = free_socket()
         port = self.sock.getsockname()[1]
-        self.app = create_app(replace(settings, port=port), load_models=load_models)
-        config = uvicorn.Config(
-            self.app,
-            log_level="warning",
-            lifespan="on",
-            ws_max_size=4 * settings.max_message_bytes,
-            ws_per_message_deflate=False,
-        )
-        self.server = uvicorn.Server(config)
+        settings = replace(settings, port=port)
+        self.app = create_app(settings, load_models=load_models)
+        # the configuration `inkstone serve` uses (caps, handshake deadline, protocols)
+        self.server = uvicorn.Server(uvicorn_config(self.app, settings, log_level="warning"))
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]})
         self.live = LiveServer(
             f"ws://127.0.0.1:{port}/v1/ws", f"http://127.0.0.1:{port}", settings, self.app
