@@ -43,12 +43,13 @@ def _serve(args: argparse.Namespace) -> int:
     except NetworkPolicyError as exc:
         print(f"inkstone serve: {exc}", file=sys.stderr)
         return 2
-    configure_logging(
+    limiter = configure_logging(
         json_lines=settings.log_json, burst=settings.log_burst, interval_s=settings.log_interval_s
     )
     app = create_app(settings, load_models=not args.no_models)
     server = GracefulServer(uvicorn_config(app, settings))
     server.runtime = app.state.runtime
+    server.after_shutdown = limiter.flush  # uvicorn re-raises SIGTERM: atexit would not run
     server.run()
     return 0
 
@@ -57,12 +58,15 @@ class GracefulServer(uvicorn.Server):
     """Closes our sockets with 1001 before uvicorn's own shutdown (which would send 1012)."""
 
     runtime: Any = None
+    after_shutdown: Any = None
 
     async def shutdown(self, sockets: Any = None) -> None:
         if self.runtime is not None:
             await self.runtime.close_sockets()
             await asyncio.sleep(0.2)
         await super().shutdown(sockets)
+        if self.after_shutdown is not None:
+            self.after_shutdown()
 
 
 def _token(args: argparse.Namespace) -> int:
