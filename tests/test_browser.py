@@ -80,14 +80,27 @@ class Tab:
     def wait(self, expression: str, arg: Any = None, timeout: int = TIMEOUT_MS) -> Any:
         return self.page.wait_for_function(expression, arg=arg, timeout=timeout).json_value()
 
+    def until(self, expression: str, timeout: int = TIMEOUT_MS) -> Any:
+        """Like :meth:`wait`, but polled from here (no eval in the page: works under CSP)."""
+        deadline = time.monotonic() + timeout / 1000
+        while not (value := self.js(expression)):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out waiting for {expression}")
+            time.sleep(0.05)
+        return value
+
 
 @pytest.fixture
-def tabs(browser: Any) -> Iterator[Callable[[], Tab]]:
+def tabs(browser: Any) -> Iterator[Callable[..., Tab]]:
     contexts: list[Any] = []
     made: list[Tab] = []
 
-    def new_tab() -> Tab:
-        context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="zh-CN")
+    def new_tab(enforce_csp: bool = False) -> Tab:
+        # Playwright evaluates string predicates (Tab.wait) with eval, which the pages'
+        # CSP forbids; the security test enforces the CSP and polls with Tab.until instead
+        context = browser.new_context(
+            viewport={"width": 1280, "height": 900}, locale="zh-CN", bypass_csp=not enforce_csp
+        )
         contexts.append(context)
         tab = Tab(context.new_page())
         made.append(tab)
@@ -277,7 +290,8 @@ def test_dev_login_form(rules_server: LiveServer, tabs: Any) -> None:
     tab.page.fill("#login input[name=class]", "c1")
     tab.page.click("#login button[type=submit]")
     tab.page.wait_for_selector("#conn[data-state=live]")
-    assert "token=" in tab.page.url
+    assert "token=" not in tab.page.url  # kept in sessionStorage, never in the URL
+    assert tab.js("sessionStorage.getItem('inkstone.token')")
     tab.page.wait_for_function("!document.getElementById('editor').readOnly")
     tab.page.click("#editor")
     tab.page.keyboard.insert_text("你好")
@@ -571,3 +585,73 @@ def test_version_mismatch_resyncs_with_replace(rules_server: LiveServer, tabs: A
     assert first.js("window.inkstone.session.resyncs") == 1
     assert any('"replace"' in f for f in first.frames_sent)
     wait_server_text(rules_server, "twin-doc", "同一篇作文。第一个标签页。")
+
+
+# ---------------------------------------------------------------- security (issue 9, finding 9)
+
+CSP_WATCH = """window.__csp = [];
+document.addEventListener('securitypolicyviolation',
+  (e) => window.__csp.push(e.violatedDirective + ' ' + e.blockedURI));"""
+
+
+def test_token_leaves_the_url_and_security_headers_hold(
+    rules_server: LiveServer, tabs: Any
+) -> None:
+    """?token= is moved to sessionStorage at load; a reload still works; no request carries
+    the token (no Referer); the CSP allows the pages' own scripts, styles and socket."""
+    tab = tabs(enforce_csp=True)
+    tab.page.add_init_script(CSP_WATCH)
+    referers: list[str] = []
+    tab.page.on("request", lambda r: referers.append(r.headers.get("referer", "")))
+    token = rules_server.token("url-s1")
+    response = tab.page.goto(f"{rules_server.http}/?token={token}&doc=url-doc")
+    assert response is not None
+    headers = response.headers
+    assert "default-src 'self'" in headers["content-security-policy"]
+    assert "frame-ancestors 'none'" in headers["content-security-policy"]
+    assert headers["x-content-type-options"] == "nosniff"
+    assert headers["referrer-policy"] == "no-referrer"
+    tab.page.wait_for_selector("#conn[data-state=live]")  # the WebSocket passed the CSP
+    assert "token" not in tab.page.url and token not in tab.page.url
+    assert tab.page.url.endswith("/?doc=url-doc")
+    assert tab.js("sessionStorage.getItem('inkstone.token')") == token
+    tab.until("!document.getElementById('editor').readOnly")
+    tab.page.click("#editor")
+    tab.page.keyboard.insert_text("我们的的生活很美好,对吗")
+    tab.until("document.querySelectorAll('#backdrop mark').length > 0")
+    tab.until(SYNCED)
+
+    tab.page.reload()  # reads the token from sessionStorage
+    tab.page.wait_for_selector("#conn[data-state=live]")
+    tab.until(f"{EDITOR} === '我们的的生活很美好,对吗'")
+    assert "token" not in tab.page.url
+    assert not [r for r in referers if r], referers
+    assert tab.js("window.__csp") == []
+    # the CSP is enforced in this tab: an inline style attribute is refused and reported
+    tab.allowed.append("Applying inline style violates")  # the probe's own, expected
+    probe = """() => { document.body.insertAdjacentHTML('beforeend',
+        '<b id="csp-probe" style="display:inline-block;width:7px"></b>');
+        return getComputedStyle(document.getElementById('csp-probe')).width; }"""
+    assert tab.js(probe) != "7px"
+    tab.until("window.__csp.length === 1")
+    assert tab.js("window.__csp")[0].startswith("style-src")
+
+    # a teacher's token on the student page goes on to /teacher without the token in the URL
+    teacher = tabs(enforce_csp=True)
+    teacher.page.add_init_script(CSP_WATCH)
+    teacher_token = rules_server.token("url-t1", role="teacher")
+    teacher.page.goto(f"{rules_server.http}/?token={teacher_token}")
+    teacher.page.wait_for_url("**/teacher*")
+    teacher.page.wait_for_selector("#conn[data-state=live]")
+    teacher.until("document.querySelector('#heat-list .heat-bar span')?.style.width !== undefined")
+    teacher.page.locator(".student-card[data-doc='url-doc']").wait_for()
+    teacher.page.locator(".student-card[data-doc='url-doc'] button").click()
+    teacher.page.wait_for_selector("#mirror-view:not([hidden])")
+    assert "token" not in teacher.page.url and "view=url-doc" in teacher.page.url
+    teacher.page.go_back()
+    teacher.page.wait_for_selector("#class-view:not([hidden])")
+    assert "token" not in teacher.page.url
+    # the heat bars are sized through the CSSOM (inline style attributes would be blocked)
+    width = teacher.js("document.querySelector('#heat-list .heat-bar span').style.width")
+    assert width.endswith("%") and float(width[:-1]) > 0
+    assert teacher.js("window.__csp") == []

@@ -1,19 +1,37 @@
 // @ts-check
 /**
- * Where the token comes from: `?token=` in the URL, or (dev mode only) a small
- * form that asks the server's dev-only `POST /dev/token {user, role, class}`.
+ * Where the token comes from: `?token=` in the URL (moved to sessionStorage at load),
+ * sessionStorage (later loads of the same tab), or (dev mode only) a small form that
+ * asks the server's dev-only `POST /dev/token {user, role, class}`.
  */
 import { t, translate } from "./i18n.js";
 
+const TOKEN_KEY = "inkstone.token";
+
 /**
+ * The token for this tab. A `?token=` in the URL is moved into sessionStorage and
+ * removed from the address bar at once (`history.replaceState`), so it never stays
+ * in the browser history, in a bookmark, or in a link; later loads of the same tab
+ * (a reload, the student page sending a teacher on to /teacher) read sessionStorage.
  * @param {"student"|"teacher"} role
  * @returns {Promise<{token: string, doc: string|null}>}
  */
 export function getToken(role) {
-  const params = new URLSearchParams(location.search);
-  const token = params.get("token");
-  if (token) return Promise.resolve({ token, doc: params.get("doc") });
+  const url = new URL(location.href);
+  const fromUrl = url.searchParams.get("token");
+  if (fromUrl) {
+    sessionStorage.setItem(TOKEN_KEY, fromUrl);
+    url.searchParams.delete("token");
+    history.replaceState(history.state, "", url);
+  }
+  const token = fromUrl || sessionStorage.getItem(TOKEN_KEY);
+  if (token) return Promise.resolve({ token, doc: url.searchParams.get("doc") });
   return showForm(role);
+}
+
+/** Drop a token the server refused (a reload then asks again instead of failing again). */
+export function forgetToken() {
+  sessionStorage.removeItem(TOKEN_KEY);
 }
 
 /**
@@ -44,8 +62,8 @@ function showForm(role) {
         });
         if (!resp.ok) throw new Error(resp.status === 404 ? "not in dev mode (404)" : `HTTP ${resp.status}`);
         const body = await resp.json();
+        sessionStorage.setItem(TOKEN_KEY, body.token);
         const url = new URL(location.href);
-        url.searchParams.set("token", body.token);
         if (doc) url.searchParams.set("doc", doc);
         history.replaceState(null, "", url);
         dialog.hidden = true;

@@ -6,7 +6,7 @@
 import { DocumentSession, diffText, mapRange, pushTimeline, tokenClaims } from "./protocol.js";
 import { t, setLang, lang, translate, codeName } from "./i18n.js";
 import { esc, overlayHtml, renderScores, renderKindCounts, renderStats, renderTimeline, hintLabel } from "./ui.js";
-import { getToken } from "./login.js";
+import { forgetToken, getToken } from "./login.js";
 
 /** @typedef {import("./protocol.js").Hint} Hint */
 
@@ -54,7 +54,8 @@ async function main() {
   session.addEventListener("welcome", (ev) => {
     const w = /** @type {CustomEvent} */ (ev).detail.welcome;
     if (w.role === "teacher") {
-      // a teacher's token opened the student page: take them to the class view
+      // a teacher's token opened the student page: take them to the class view (the
+      // token is in this tab's sessionStorage, never in the URL)
       session.stop();
       location.replace(`/teacher${location.search}`);
       return;
@@ -82,6 +83,7 @@ async function main() {
   });
   session.addEventListener("error", (ev) => {
     const { error, fatal } = /** @type {CustomEvent} */ (ev).detail;
+    if (fatal && (error.code === "unauthorized" || error.code === "token_expired")) forgetToken();
     if (fatal) notice(t("authFailed", { e: error.message }));
     else if (error.code === "doc_too_large") notice(t("docTooLarge"));
     else if (error.code === "overloaded") notice(t("overloaded"), 4000);

@@ -5,8 +5,8 @@
  */
 import { ClassObserver, HINT_KINDS, tokenClaims } from "./protocol.js";
 import { t, setLang, lang, translate, codeName } from "./i18n.js";
-import { esc, overlayHtml, renderScores, renderKindCounts, renderStats, renderTimeline, gradeChip, hintLabel, ago } from "./ui.js";
-import { getToken } from "./login.js";
+import { esc, overlayHtml, renderScores, renderKindCounts, renderStats, renderTimeline, gradeChip, hintLabel, ago, applyWidths } from "./ui.js";
+import { forgetToken, getToken } from "./login.js";
 
 /** @typedef {import("./protocol.js").DocState} DocState */
 
@@ -52,7 +52,9 @@ async function main() {
   observer.addEventListener("doc", scheduleRender);
   observer.addEventListener("error", (ev) => {
     const e = /** @type {CustomEvent} */ (ev).detail.error;
-    if (observer.conn.state === "failed") notice(t("authFailed", { e: e.message }));
+    if (observer.conn.state !== "failed") return;
+    if (e.code === "unauthorized" || e.code === "token_expired") forgetToken();
+    notice(t("authFailed", { e: e.message }));
   });
   $("clear-filter").addEventListener("click", () => { filter = null; render(); });
   $("back").addEventListener("click", () => showMirror(null));
@@ -214,11 +216,12 @@ function renderHeat() {
         const pct = (e.students.size / nStudents) * 100;
         return `<li><button type="button" class="heat-row k-${e.kind}" data-key="${esc(key)}" aria-pressed="${filter === key}" aria-label="${esc(t("heatStudents", { n: e.students.size }))}: ${esc(codeName(e.code))}">
           <span class="heat-label"><span class="dot" aria-hidden="true"></span><span class="heat-code">${esc(codeName(e.code))}</span><span class="kind-tag small">${esc(t(`kind.${e.kind}`))}</span></span>
-          <span class="heat-bar" aria-hidden="true"><span style="width:${pct.toFixed(1)}%"></span></span>
+          <span class="heat-bar" aria-hidden="true"><span data-pct="${pct.toFixed(1)}"></span></span>
           <span class="heat-n"><b>${e.students.size}</b> <span class="small muted">${esc(t("heatStudentsUnit"))} · ${esc(t("heatHints", { n: e.hints }))}</span></span>
         </button></li>`;
       })
       .join("");
+    applyWidths(list);
     for (const b of list.querySelectorAll("button.heat-row")) {
       b.addEventListener("click", () => {
         const key = /** @type {string} */ (/** @type {HTMLElement} */ (b).dataset.key);

@@ -95,7 +95,7 @@ export function renderScores(el, scores) {
     const basis = tr ? t("basis", { b: tr.basis }) : "";
     html += `<li class="trait" data-trait="${name}" title="${esc(basis)}">
       <span class="trait-name">${esc(label)}</span>
-      <span class="bar" role="meter" aria-label="${esc(label)}" aria-valuemin="0" aria-valuemax="${tr ? tr.max : 10}" aria-valuenow="${tr ? tr.score : 0}" aria-valuetext="${esc(value)}"><span class="fill grade-bg-${esc(tr?.grade || "none")}" style="width:${pct.toFixed(1)}%"></span></span>
+      <span class="bar" role="meter" aria-label="${esc(label)}" aria-valuemin="0" aria-valuemax="${tr ? tr.max : 10}" aria-valuenow="${tr ? tr.score : 0}" aria-valuetext="${esc(value)}"><span class="fill grade-bg-${esc(tr?.grade || "none")}" data-pct="${pct.toFixed(1)}"></span></span>
       <span class="trait-value">${esc(value)}</span>${gradeChip(tr?.grade)}
     </li>`;
   }
@@ -103,6 +103,18 @@ export function renderScores(el, scores) {
   const basis = scores && Object.values(scores.traits || {})[0]?.basis;
   if (basis) html += `<p class="basis muted small">${esc(t("basis", { b: basis }))}</p>`;
   el.innerHTML = html;
+  applyWidths(el);
+}
+
+/**
+ * Bars are written with `data-pct` and sized here through the CSSOM: the pages' CSP
+ * (`default-src 'self'`) blocks inline `style="…"` attributes, not `element.style`.
+ * @param {HTMLElement} el
+ */
+export function applyWidths(el) {
+  for (const bar of /** @type {NodeListOf<HTMLElement>} */ (el.querySelectorAll("[data-pct]"))) {
+    bar.style.width = `${bar.dataset.pct}%`;
+  }
 }
 
 /**
