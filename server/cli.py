@@ -19,7 +19,7 @@ def _serve(args: argparse.Namespace) -> int:
     from server.app import create_app
     from server.config import Settings
     from server.logs import configure_logging
-    from server.netguard import NetworkPolicyError, check_bind, uvicorn_config
+    from server.netguard import NetworkPolicyError, check_bind, listen, uvicorn_config
 
     settings = Settings.from_env(
         host=args.host,
@@ -47,10 +47,11 @@ def _serve(args: argparse.Namespace) -> int:
         json_lines=settings.log_json, burst=settings.log_burst, interval_s=settings.log_interval_s
     )
     app = create_app(settings, load_models=not args.no_models)
-    server = GracefulServer(uvicorn_config(app, settings))
+    config = uvicorn_config(app, settings)
+    server = GracefulServer(config)
     server.runtime = app.state.runtime
     server.after_shutdown = limiter.flush  # uvicorn re-raises SIGTERM: atexit would not run
-    server.run()
+    server.run(sockets=[listen(config)])  # the caps apply inside accept()
     return 0
 
 

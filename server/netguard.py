@@ -4,11 +4,11 @@ Issue 9 (finding 5): sockets that never finish their HTTP upgrade were held
 forever, so one client could hold every file descriptor and take /healthz and
 every handshake down. This module keeps the server reachable for others:
 
-- a **global cap** and a **per-IP cap** on open connections, checked in
-  ``connection_made`` (right after ``accept``, before anything is read): a
-  connection over a cap is aborted at once, so its descriptor is freed at
-  once. An upgraded WebSocket keeps counting until it closes (the count is
-  held by the transport, not by the protocol object that owns it);
+- a **global cap** and a **per-IP cap** on open connections, checked inside
+  ``accept`` (:class:`GuardedListener`, before anything is read): a connection
+  over a cap is reset there and then, so its descriptor is freed before the
+  next one is accepted. An upgraded WebSocket keeps counting until it closes
+  (the count is held by the transport, not by the protocol object that owns it);
 - a **handshake deadline**: while a connection owes us request headers (a new
   connection, or a keep-alive connection between requests) it has
   ``handshake_timeout_s`` to send them, and an upgraded WebSocket has the same
@@ -18,16 +18,21 @@ every handshake down. This module keeps the server reachable for others:
   logs), so ``accept`` never fails with EMFILE because of clients.
 
 :func:`uvicorn_config` builds the one :class:`uvicorn.Config` used by
-``inkstone serve`` and by the tests' servers, so tests exercise the real setup.
+``inkstone serve`` and by the tests' servers, and :func:`listen` its listening
+socket (``server.run(sockets=[listen(config)])``), so tests exercise the real setup.
 It also refuses dev mode on a non-loopback address unless asked explicitly.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import logging
 import resource
+import socket
+import struct
+import time
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -43,6 +48,7 @@ __all__ = [
     "NetworkPolicyError",
     "check_bind",
     "is_loopback",
+    "listen",
     "raise_fd_limit",
     "uvicorn_config",
 ]
@@ -54,9 +60,16 @@ class NetworkPolicyError(ValueError):
     """The settings ask for something unsafe (e.g. dev mode on a public address)."""
 
 
+Peer = tuple[Any, ...]  # a socket address as accept() and getpeername() give it
+
+
 @dataclass
 class Guard:
-    """Open connections by peer address; decides admission. One per server (event loop)."""
+    """Open connections by peer IP; decides admission. One per server (event loop).
+
+    A connection is counted from ``accept`` (:class:`GuardedListener`) or, for a socket
+    accepted elsewhere, from ``connection_made``, until its transport is lost.
+    """
 
     max_total: int
     max_per_ip: int
@@ -66,12 +79,11 @@ class Guard:
     refused_total_cap: int = 0
     refused_ip_cap: int = 0
     handshake_timeouts: int = 0
-    _owners: dict[Any, str] = field(default_factory=dict)  # transport → peer address
+    _owners: dict[Any, str] = field(default_factory=dict)  # transport → peer IP
+    # accepted, protocol not yet told: peer → (IP, when); connection_made claims them
+    _accepted: dict[Peer, tuple[str, float]] = field(default_factory=dict)
 
-    def admit(self, transport: asyncio.BaseTransport) -> bool:
-        """Count ``transport`` in, or refuse it (the caller aborts it)."""
-        peer = transport.get_extra_info("peername")
-        ip = str(peer[0]) if isinstance(peer, tuple) and peer else "unix"
+    def _take(self, ip: str) -> bool:
         if self.total >= self.max_total:
             self.refused_total_cap += 1
             log.warning("connection refused: %d connections open (global cap)", self.total)
@@ -80,22 +92,56 @@ class Guard:
             self.refused_ip_cap += 1
             log.warning("connection refused: per-IP cap of %d reached by %s", self.max_per_ip, ip)
             return False
-        self._owners[transport] = ip
         self.per_ip[ip] = self.per_ip.get(ip, 0) + 1
         self.total += 1
         return True
 
-    def release(self, transport: asyncio.BaseTransport) -> None:
-        """Count ``transport`` out (idempotent: HTTP and WebSocket protocols both call it)."""
-        ip = self._owners.pop(transport, None)
-        if ip is None:
-            return
+    def _give(self, ip: str) -> None:
         self.total -= 1
         left = self.per_ip[ip] - 1
         if left:
             self.per_ip[ip] = left
         else:
             del self.per_ip[ip]
+
+    def on_accept(self, peer: Peer) -> bool:
+        """Count a just-accepted socket in, or refuse it (the listener resets it)."""
+        now = time.monotonic()
+        # a socket asyncio failed to wrap never reaches connection_made: drop it after 30 s
+        while self._accepted:
+            oldest = next(iter(self._accepted))
+            ip, at = self._accepted[oldest]
+            if now - at < 30.0:
+                break
+            del self._accepted[oldest]
+            self._give(ip)
+        ip = _ip(peer)
+        if not self._take(ip):
+            return False
+        stale = self._accepted.pop(peer, None)  # the same address again: the old one is gone
+        if stale is not None:
+            self._give(stale[0])
+        self._accepted[peer] = (ip, now)
+        return True
+
+    def admit(self, transport: asyncio.BaseTransport) -> bool:
+        """Claim the count taken at accept, or take one now (a socket accepted elsewhere)."""
+        peer = transport.get_extra_info("peername")
+        claimed = self._accepted.pop(peer, None) if isinstance(peer, tuple) else None
+        if claimed is not None:
+            self._owners[transport] = claimed[0]
+            return True
+        ip = _ip(peer)
+        if not self._take(ip):
+            return False
+        self._owners[transport] = ip
+        return True
+
+    def release(self, transport: asyncio.BaseTransport) -> None:
+        """Count ``transport`` out (idempotent: HTTP and WebSocket protocols both call it)."""
+        ip = self._owners.pop(transport, None)
+        if ip is not None:
+            self._give(ip)
 
     def snapshot(self) -> dict[str, int | float]:
         """What /healthz reports."""
@@ -109,6 +155,43 @@ class Guard:
             "refused_ip_cap": self.refused_ip_cap,
             "handshake_timeouts": self.handshake_timeouts,
         }
+
+
+def _ip(peer: object) -> str:
+    return str(peer[0]) if isinstance(peer, tuple) and peer else "unix"
+
+
+class GuardedListener(socket.socket):
+    """A listening socket whose ``accept`` applies the caps.
+
+    asyncio accepts up to ``backlog`` sockets per wake-up before any protocol sees one;
+    refusing them later (in ``connection_made``) would let one peer's burst hold every
+    descriptor meanwhile. Here a refused connection is reset and its descriptor freed
+    inside ``accept`` itself, before the next one is taken, and before anything is read.
+    """
+
+    guard: Guard
+
+    def accept(self) -> tuple[socket.socket, Any]:
+        while True:
+            conn, peer = super().accept()  # BlockingIOError: none left, asyncio waits
+            if self.guard.on_accept(peer):
+                return conn, peer
+            with contextlib.suppress(OSError):
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            conn.close()  # RST: nothing lingers in TIME_WAIT or in our descriptor table
+
+
+def listen(config: uvicorn.Config, sock: socket.socket | None = None) -> socket.socket:
+    """The listening socket to pass to ``uvicorn.Server.run(sockets=[...])``: ``sock`` (or
+    a new one bound to the config's host and port) with :class:`GuardedListener`'s accept."""
+    guard = getattr(config.http, "guard", None)
+    if not isinstance(guard, Guard):
+        raise TypeError("listen() needs a config made by uvicorn_config()")
+    sock = sock if sock is not None else config.bind_socket()
+    listener = GuardedListener(sock.family, sock.type, sock.proto, fileno=sock.detach())
+    listener.guard = guard
+    return listener
 
 
 class GuardedH11Protocol(H11Protocol):
@@ -217,9 +300,11 @@ def raise_fd_limit() -> int:
 
 
 def effective_caps(settings: Settings, fd_limit: int) -> tuple[int, int]:
-    """(global, per-IP): the global cap stays ``fd_reserve`` below the fd limit, and the
-    per-IP cap below the global one (else one peer could still take every slot)."""
-    total = max(1, min(settings.max_connections, fd_limit - settings.fd_reserve))
+    """(global cap, per-IP cap). Connections are counted from ``accept`` and a refused one
+    is closed inside it, so connections never hold more than the global cap (+1) descriptors:
+    keeping that ``fd_reserve`` below the limit keeps ``accept`` clear of EMFILE. The per-IP
+    cap stays below the global one (else one peer could still take every slot)."""
+    total = max(1, min(settings.max_connections, fd_limit - settings.fd_reserve - 1))
     if total < settings.max_connections:
         log.warning(
             "max_connections lowered to %d: the open-files limit is %d and %d are reserved",

@@ -22,7 +22,7 @@ import uvicorn
 from server.app import create_app
 from server.auth import mint_token
 from server.config import Settings
-from server.netguard import uvicorn_config
+from server.netguard import listen, uvicorn_config
 
 ROOT = Path(__file__).resolve().parent.parent
 FAST = dict(debounce_quiet_ms=40, debounce_max_ms=200)
@@ -84,7 +84,9 @@ class ThreadServer:
         settings = replace(settings, port=port)
         self.app = create_app(settings, load_models=load_models)
         # the configuration `inkstone serve` uses (caps, handshake deadline, protocols)
-        self.server = uvicorn.Server(uvicorn_config(self.app, settings, log_level="warning"))
+        config = uvicorn_config(self.app, settings, log_level="warning")
+        self.server = uvicorn.Server(config)
+        self.sock = listen(config, self.sock)
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]})
         self.live = LiveServer(
             f"ws://127.0.0.1:{port}/v1/ws", f"http://127.0.0.1:{port}", settings, self.app

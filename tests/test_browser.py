@@ -644,10 +644,10 @@ def test_token_leaves_the_url_and_security_headers_hold(
     teacher.page.wait_for_url("**/teacher*")
     teacher.page.wait_for_selector("#conn[data-state=live]")
     teacher.until("document.querySelector('#heat-list .heat-bar span')?.style.width !== undefined")
-    teacher.page.locator(".student-card[data-doc='url-doc']").wait_for()
-    teacher.page.locator(".student-card[data-doc='url-doc'] button").click()
+    teacher.page.locator(".student-card[data-doc='url-s1/url-doc']").wait_for()
+    teacher.page.locator(".student-card[data-doc='url-s1/url-doc'] button").click()
     teacher.page.wait_for_selector("#mirror-view:not([hidden])")
-    assert "token" not in teacher.page.url and "view=url-doc" in teacher.page.url
+    assert "token" not in teacher.page.url and "view=url-s1%2Furl-doc" in teacher.page.url
     teacher.page.go_back()
     teacher.page.wait_for_selector("#class-view:not([hidden])")
     assert "token" not in teacher.page.url

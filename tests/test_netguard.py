@@ -377,6 +377,6 @@ def test_rate_limit_filter_sums_up_what_it_suppressed() -> None:
         for _ in range(5):
             logger.error("accept failed: fd %d", 1)
         limiter.flush()
-        assert out.getvalue().splitlines()[-1].startswith("inkstone.logs suppressed 2 similar")
+        assert out.getvalue().splitlines()[-1].startswith("inkstone.logs suppressed 3 similar")
     finally:
         logger.removeHandler(handler)
