@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import ipaddress
 import logging
 import resource
@@ -54,6 +55,7 @@ __all__ = [
 ]
 
 log = logging.getLogger("inkstone.netguard")
+REFUSALS_PER_ACCEPT = 256  # refused connections handled in one accept() before yielding
 
 
 class NetworkPolicyError(ValueError):
@@ -173,13 +175,15 @@ class GuardedListener(socket.socket):
     guard: Guard
 
     def accept(self) -> tuple[socket.socket, Any]:
-        while True:
+        for _ in range(REFUSALS_PER_ACCEPT):
             conn, peer = super().accept()  # BlockingIOError: none left, asyncio waits
             if self.guard.on_accept(peer):
                 return conn, peer
             with contextlib.suppress(OSError):
                 conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             conn.close()  # RST: nothing lingers in TIME_WAIT or in our descriptor table
+        # a flood: let the event loop run other work; asyncio retries on the next wake-up
+        raise BlockingIOError(errno.EAGAIN, "refused a batch of connections")
 
 
 def listen(config: uvicorn.Config, sock: socket.socket | None = None) -> socket.socket:

@@ -380,3 +380,14 @@ def test_rate_limit_filter_sums_up_what_it_suppressed() -> None:
         assert out.getvalue().splitlines()[-1].startswith("inkstone.logs suppressed 3 similar")
     finally:
         logger.removeHandler(handler)
+
+
+def test_caps_stay_below_the_descriptor_limit() -> None:
+    from server.config import Settings
+    from server.netguard import effective_caps
+
+    roomy = Settings(max_connections=10_000, max_connections_per_ip=2_000, fd_reserve=128)
+    assert effective_caps(roomy, 1 << 20) == (10_000, 2_000)
+    assert effective_caps(roomy, 1024) == (1024 - 128 - 1, (1024 - 128 - 1) // 2)
+    tight = Settings(max_connections=100, max_connections_per_ip=100)
+    assert effective_caps(tight, 1 << 20) == (100, 50)  # one peer never gets every slot
