@@ -89,7 +89,14 @@ def _token(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     print(
-        mint_token(secret, user=args.user, role=args.role, class_id=args.class_id, ttl_s=args.ttl)
+        mint_token(
+            secret,
+            user=args.user,
+            role=args.role,
+            class_id=args.class_id,
+            ttl_s=args.ttl,
+            max_lifetime_s=limit,
+        )
     )
     return 0
 
