@@ -84,21 +84,24 @@ def repo_env(repo: Path) -> dict[str, str]:
     return env
 
 
-def abuse_text(repo: Path, data: Path | None) -> str:
-    """~49k characters of real essay text (Chinese), so rules and models do real work."""
-    sys.path.insert(0, str(repo))
+def essays(repo: Path, data: Path | None) -> dict[str, Any]:
+    """Chinese essays: ``data``, else the load generator's default folder, else the fixtures."""
     from server.loadgen.corpus import load_corpus
 
     try:
-        corpus = load_corpus(data, "zh") if data else load_corpus(lang="zh")
+        return load_corpus(data, "zh") if data else load_corpus(lang="zh")
     except FileNotFoundError:
-        corpus = load_corpus(repo / "tests" / "fixtures" / "loadgen", "zh")
+        return load_corpus(repo / "tests" / "fixtures" / "loadgen", "zh")
+
+
+def abuse_text(repo: Path, data: Path | None) -> str:
+    """~49k characters of real essay text (Chinese), so rules and models do real work."""
+    chinese = essays(repo, data)["zh"]
     parts: list[str] = []
     size = 0
-    essays = corpus["zh"]
     i = 0
     while size < TEXT_CHARS:
-        text = essays[i % len(essays)].text
+        text = chinese[i % len(chinese)].text
         parts.append(text)
         size += len(text) + 1
         i += 1
@@ -201,17 +204,19 @@ async def run_abusers(args: argparse.Namespace) -> None:
 
 
 async def run_probes(
-    url: str, probes: int, duration: float, timeout_s: float, data: Path | None, port: int
+    repo: Path,
+    url: str,
+    probes: int,
+    duration: float,
+    timeout_s: float,
+    data: Path | None,
+    port: int,
 ) -> dict[str, Any]:
     from server.auth import mint_token
-    from server.loadgen.corpus import load_corpus
     from server.loadgen.student import Samples, SimStudent
     from server.loadgen.typing import TypingModel
 
-    try:
-        corpus = load_corpus(data, "zh") if data else load_corpus(lang="zh")
-    except FileNotFoundError:
-        corpus = load_corpus(Path(sys.path[0]) / "tests" / "fixtures" / "loadgen", "zh")
+    corpus = essays(repo, data)
     samples = Samples()
     registry: dict[str, Any] = {}
     students = []
@@ -335,7 +340,7 @@ def point(args: argparse.Namespace, m: int) -> dict[str, Any]:
             time.sleep(0.5)  # let the flood begin before the probes measure
         t0 = time.monotonic()
         probes = asyncio.run(
-            run_probes(url, args.probes, args.duration, args.timeout_s, args.data, port)
+            run_probes(args.repo, url, args.probes, args.duration, args.timeout_s, args.data, port)
         )
         elapsed = time.monotonic() - t0
         size_end = dir_bytes(data_dir)
