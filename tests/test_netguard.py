@@ -255,6 +255,35 @@ def test_slow_and_silent_handshakes_are_closed_after_the_timeout(tmp_path: Path)
         assert health is not None and health["network"]["handshake_timeouts"] >= 10
 
 
+def test_a_keep_alive_connection_cannot_dribble_its_next_request(tmp_path: Path) -> None:
+    """After one complete request, the next request's headers have the same deadline
+    (uvicorn's keep-alive timer stops at the first byte of a new request)."""
+    with serve(tmp_path, {"handshake_timeout_s": 1.0}) as server:
+        sock = connect_from(ATTACKER, server.port)
+        try:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            reply = b""
+            while b'"status"' not in reply:
+                chunk = sock.recv(4096)
+                assert chunk, "closed before answering the first request"
+                reply += chunk
+            assert reply.startswith(b"HTTP/1.1 200")
+            sock.sendall(b"GET /healthz HTTP/1.1\r\n")
+            deadline = time.monotonic() + 4.0
+            closed = False
+            while not closed and time.monotonic() < deadline:
+                time.sleep(0.25)
+                closed = closed_by_peer(sock)
+                if not closed:
+                    try:
+                        sock.sendall(b"X-Slow: 1\r\n")
+                    except OSError:
+                        closed = True
+            assert closed, "a dribbled second request kept the connection"
+        finally:
+            sock.close()
+
+
 def test_one_peer_cannot_take_every_descriptor(tmp_path: Path) -> None:
     """With the fd limit at 256, 300 idle connections from one peer used to take /healthz and
     every handshake down (and flood the log with EMFILE tracebacks)."""
