@@ -31,8 +31,16 @@ def _serve(args: argparse.Namespace) -> int:
         threads=args.threads,
         sentence_model=args.sentence_model,
         log_json=args.log_json or None,
+        fallback_backend=args.fallback_backend,
+        precision=args.precision,
+        device=args.device,
+        cuda_graphs=False if args.no_cuda_graphs else None,
+        engine_dir=args.engine_dir,
     )
     configure_logging(json_lines=settings.log_json)
+    if not args.no_models and (refusal := _backend_refusal(settings)) is not None:
+        print(refusal, file=sys.stderr)
+        return 2
     app = create_app(settings, load_models=not args.no_models)
     config = uvicorn.Config(
         app,
@@ -50,6 +58,28 @@ def _serve(args: argparse.Namespace) -> int:
     server.runtime = app.state.runtime
     server.run()
     return 0
+
+
+def _backend_refusal(settings: Any) -> str | None:
+    """One line when the configured backend cannot run here and no fallback is allowed."""
+    from server.backends import probe_backend
+
+    options = {"device": settings.device, "engine_dir": settings.engine_cache}
+    reason = probe_backend(settings.backend, **options)
+    if reason is None:
+        return None
+    if settings.fallback_backend and probe_backend(settings.fallback_backend) is None:
+        logging.getLogger("inkstone").warning(
+            "backend %r cannot run (%s); falling back to %r",
+            settings.backend,
+            reason,
+            settings.fallback_backend,
+        )
+        return None
+    return (
+        f"inkstone: backend {settings.backend!r} cannot run: {reason} "
+        "(choose another --backend, or allow --fallback-backend onnxruntime)"
+    )
 
 
 class GracefulServer(uvicorn.Server):
@@ -99,7 +129,26 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default=None, help="bind address (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=None, help="port (default 8000)")
     serve.add_argument("--data-dir", type=Path, default=None, help="SQLite folder (default ./data)")
-    serve.add_argument("--backend", default=None, help="onnxruntime (default)")
+    serve.add_argument(
+        "--backend",
+        default=None,
+        choices=("onnxruntime", "torch", "tensorrt"),
+        help="onnxruntime (CPU, default) | torch (CUDA, FP16 + graphs) | tensorrt",
+    )
+    serve.add_argument(
+        "--fallback-backend",
+        default=None,
+        choices=("onnxruntime",),
+        help="run this backend, with a warning, when --backend cannot run here",
+    )
+    serve.add_argument("--precision", default=None, choices=("fp16", "fp32"), help="GPU backends")
+    serve.add_argument("--device", default=None, help="torch backend: cuda (default) or cpu")
+    serve.add_argument(
+        "--no-cuda-graphs", action="store_true", help="torch: launch kernels, no graph replay"
+    )
+    serve.add_argument(
+        "--engine-dir", default=None, help="TensorRT engine cache (default <data-dir>/engines)"
+    )
     serve.add_argument("--secret", default=None, help="token secret; none means dev mode")
     serve.add_argument("--debounce-ms", type=int, default=None, help="quiet period (300)")
     serve.add_argument("--debounce-max-ms", type=int, default=None, help="max wait (1000)")

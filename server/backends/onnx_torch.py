@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import onnx
 import torch
 from onnx import numpy_helper
@@ -116,7 +115,9 @@ class OnnxTorchGraph:
         self.weights: dict[str, Value] = {}
         self.host_constants: dict[str, torch.Tensor] = {}
         for init in g.initializer:
-            self.weights[init.name] = self._to_device(torch.from_numpy(numpy_helper.to_array(init).copy()))
+            self.weights[init.name] = self._to_device(
+                torch.from_numpy(numpy_helper.to_array(init).copy())
+            )
         for node in g.node:
             attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
             if node.op_type == "Constant":
@@ -125,7 +126,9 @@ class OnnxTorchGraph:
                 )
                 continue
             if node.op_type not in OPS:
-                raise NotImplementedError(f"{path.name}: ONNX operator {node.op_type} not supported")
+                raise NotImplementedError(
+                    f"{path.name}: ONNX operator {node.op_type} not supported"
+                )
             self.nodes.append(_Node(node.op_type, tuple(node.input), tuple(node.output), attrs))
         self.parameters = sum(w.numel() for w in self.weights.values())
 
