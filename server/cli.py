@@ -115,6 +115,37 @@ def _client(args: argparse.Namespace) -> int:
     return asyncio.run(stream_file(args))
 
 
+def _build_engines(args: argparse.Namespace) -> int:
+    """ONNX -> TensorRT plan per shipped model, into the engine cache (rebuilt if stale)."""
+    from engines.runtime import EssayCodec, SentenceCodec, load_manifest
+    from engines.trt_build import BuildConfig, ensure_engines
+
+    manifest = load_manifest()
+    sentence = SentenceCodec(manifest)
+    models = {"sentence": sentence.fp32_file, "essay": EssayCodec(manifest).model_file}
+    config = BuildConfig(
+        precision=args.precision,
+        max_batch=args.max_batch,
+        max_tokens=sentence.max_tokens,
+        max_sentences=int(manifest["essay_model"]["max_sentences"]),
+        workspace_mb=args.workspace_mb,
+    )
+    engine_dir = args.engine_dir or args.data_dir / "engines"
+    try:
+        plans = ensure_engines(models, engine_dir, config)
+    except ImportError as exc:
+        print(f"inkstone build-engines: {exc}", file=sys.stderr)
+        return 2
+    for name, (path, meta) in plans.items():
+        ident = meta["identity"]
+        print(
+            f"{name}: {path} ({meta['plan_bytes'] / 1e6:.1f} MB, built in {meta['build_s']} s "
+            f"by {ident['module']} {ident['version']} for {ident['gpu']} "
+            f"CC {ident['compute_capability']})"
+        )
+    return 0
+
+
 def _loadgen(args: argparse.Namespace) -> int:
     from server.loadgen.run import main as loadgen_main
 
@@ -180,6 +211,16 @@ def build_parser() -> argparse.ArgumentParser:
     client.add_argument("--lang", default="auto", choices=("zh", "en", "auto"))
     client.add_argument("--cps", type=float, default=20.0, help="characters per second")
     client.set_defaults(func=_client)
+
+    build = sub.add_parser(
+        "build-engines", help="build TensorRT plans for the shipped models (engine cache)"
+    )
+    build.add_argument("--data-dir", type=Path, default=Path("data"), help="default ./data")
+    build.add_argument("--engine-dir", type=Path, default=None, help="default <data-dir>/engines")
+    build.add_argument("--precision", default="fp16", choices=("fp16", "fp32"))
+    build.add_argument("--max-batch", type=int, default=32, help="largest batch (32)")
+    build.add_argument("--workspace-mb", type=int, default=1024, help="workspace pool limit")
+    build.set_defaults(func=_build_engines)
 
     from server.loadgen.options import add_arguments as loadgen_arguments  # argparse only
 
