@@ -241,7 +241,8 @@ class EngineCache:
 
     def sidecars(self, model: str) -> list[dict[str, Any]]:
         out = []
-        for path in sorted(self.dir.glob(f"{model}.*.json")):
+        newest_last = sorted(self.dir.glob(f"{model}.*.json"), key=lambda p: p.stat().st_mtime_ns)
+        for path in newest_last:
             try:
                 out.append(json.loads(path.read_text(encoding="utf-8")))
             except (OSError, ValueError):
@@ -278,15 +279,18 @@ class EngineCache:
             )
         return "the cached plan is damaged"
 
-    def store(self, model: str, key: str, plan: bytes, meta: dict[str, Any]) -> Path:
+    def store(
+        self, model: str, key: str, plan: bytes, meta: dict[str, Any]
+    ) -> tuple[Path, dict[str, Any]]:
         self.dir.mkdir(parents=True, exist_ok=True)
         path = self.plan_path(model, key)
         tmp = path.with_suffix(".tmp")
         tmp.write_bytes(plan)
         tmp.replace(path)
         meta = {**meta, "key": key, "plan_sha256": hashlib.sha256(plan).hexdigest()}
-        path.with_suffix(".json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
-        return path
+        text = json.dumps(meta, indent=1)
+        path.with_suffix(".json").write_text(text, encoding="utf-8")
+        return path, json.loads(text)  # the same structure a cache hit returns
 
 
 def ensure_engines(
@@ -334,5 +338,5 @@ def ensure_engines(
             "plan_bytes": len(plan),
             **io,
         }
-        out[name] = (cache.store(name, key, plan, meta), meta)
+        out[name] = cache.store(name, key, plan, meta)
     return out
