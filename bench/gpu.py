@@ -30,6 +30,7 @@ import subprocess
 import sys
 import threading
 import time
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +48,8 @@ RESULTS: dict[str, Any] = {}
 BATCHES = (1, 8, 32, 128, 512)
 
 
-def save(out: Path) -> None:
+def save() -> None:
+    out = Path(RESULTS["out"])
     (out / "gpu.json").write_text(json.dumps(RESULTS, indent=1, ensure_ascii=False))
 
 
@@ -161,7 +163,7 @@ def micro(device: str, files: dict[str, Path], out: Path, quick: bool) -> None:
         entry["memory_after_runs"] = gpu_memory(device)
         entry["describe"] = backend.describe()
         RESULTS["micro"].append(entry)
-        save(out)
+        save()
         print(f"micro {name}: {json.dumps(rows[0])} ... {json.dumps(rows[-1])}", flush=True)
         backend.close()
         del backend
@@ -218,7 +220,7 @@ def essay(device: str, files: dict[str, Path], out: Path, quick: bool) -> None:
             row["gpu_ms"] = round(statistics.median(gpu), 4)
         row["x_faster_than_seed_68ms"] = round(68.0 / row["e2e_ms"], 1)
         RESULTS["essay"].append(row)
-        save(out)
+        save()
         print("essay", json.dumps(row), flush=True)
         backend.close()
 
@@ -255,7 +257,7 @@ def streams(device: str, files: dict[str, Path], out: Path, quick: bool) -> None
         "one_stream_sent_per_s": round(2 * n * 32 / single),
         "two_streams_sent_per_s": round(2 * n * 32 / double),
     }
-    save(out)
+    save()
     print("streams", json.dumps(RESULTS["streams"]), flush=True)
     one.close()
     two.close()
@@ -276,12 +278,14 @@ def gate(device: str, files: dict[str, Path], out: Path, reference: Path) -> Non
     report = compare(ref, cand)
     report["seconds"] = round(time.perf_counter() - t0, 1)
     RESULTS["gate"] = report
-    save(out)
+    save()
     print("gate", json.dumps(report), flush=True)
     backend.close()
 
 
-def server(out: Path, points: list[tuple[str, int]], deadline: float, duration: float) -> None:
+def server(
+    out: Path, points: list[tuple[str, int]], deadline: float, duration: float, cores: list[str]
+) -> None:
     from run_curve import point
 
     RESULTS["server"] = []
@@ -293,7 +297,7 @@ def server(out: Path, points: list[tuple[str, int]], deadline: float, duration: 
             continue
         os.environ["INKSTONE_BACKEND"] = backend
         args = argparse.Namespace(
-            no_models=False, server_cores="0-7", loadgen_cores="8-15", out=out, ramp_up=8.0,
+            no_models=False, server_cores=cores[0], loadgen_cores=cores[1], out=out, ramp_up=8.0,
             duration=duration, lang="zh", seed=1, procs=4 if students >= 500 else 1,
             class_size=30, teachers=False, p99_ms=250.0,
             profile=students if backend == "torch" and students >= 250 else None,
@@ -314,7 +318,7 @@ def server(out: Path, points: list[tuple[str, int]], deadline: float, duration: 
         health = report.get("server_health_end") or {}
         row["models"] = (health.get("models") or {}).get("zh")
         RESULTS["server"].append(row)
-        save(out)
+        save()
         print(
             "server",
             backend,
@@ -334,29 +338,49 @@ def main() -> int:
     ap.add_argument("--gate-reference", type=Path, default=None)
     ap.add_argument("--server-points", default="torch:250,onnxruntime:250")
     ap.add_argument("--server-duration", type=float, default=30.0)
+    ap.add_argument("--cores", default="0-7/8-15", help="taskset lists: server/loadgen")
+    ap.add_argument("--server-out", type=Path, default=Path("/tmp/inkstone-gpu-server"))
     ap.add_argument("--deadline-s", type=float, default=330.0, help="skip server points after")
     args = ap.parse_args()
     deadline = time.monotonic() + args.deadline_s
     args.out.mkdir(parents=True, exist_ok=True)
+    args.server_out.mkdir(parents=True, exist_ok=True)
     manifest = load_manifest()
     files = {
         "sentence": SentenceCodec(manifest).fp32_file,
         "essay": EssayCodec(manifest).model_file,
     }
+    RESULTS["out"] = str(args.out)
+    RESULTS["command"] = " ".join(sys.argv)
     RESULTS["environment"] = environment(args.device)
     sections = args.sections.split(",")
-    for name, fn in (("micro", micro), ("essay", essay), ("streams", streams)):
-        if name in sections:
-            started = time.perf_counter()
-            fn(args.device, files, args.out, args.quick)
-            RESULTS.setdefault("section_s", {})[name] = round(time.perf_counter() - started, 1)
-    if "gate" in sections and args.gate_reference:
-        gate(args.device, files, args.out, args.gate_reference)
-    if "server" in sections:
-        points = [(p.split(":")[0], int(p.split(":")[1])) for p in args.server_points.split(",")]
-        server(args.out, points, deadline, args.server_duration)
-    save(args.out)
-    return 0
+    points = [(p.split(":")[0], int(p.split(":")[1])) for p in args.server_points.split(",")]
+    steps: list[tuple[str, Any]] = [
+        ("micro", lambda: micro(args.device, files, args.out, args.quick)),
+        ("essay", lambda: essay(args.device, files, args.out, args.quick)),
+        ("streams", lambda: streams(args.device, files, args.out, args.quick)),
+        ("gate", lambda: gate(args.device, files, args.out, args.gate_reference)),
+        (
+            "server",
+            lambda: server(
+                args.server_out, points, deadline, args.server_duration, args.cores.split("/")
+            ),
+        ),
+    ]
+    failed = 0
+    for name, step in steps:
+        if name not in sections or (name == "gate" and not args.gate_reference):
+            continue
+        started = time.perf_counter()
+        try:
+            step()
+        except Exception:  # one broken section must not cost the others their device time
+            failed += 1
+            RESULTS.setdefault("errors", {})[name] = traceback.format_exc()
+            traceback.print_exc()
+        RESULTS.setdefault("section_s", {})[name] = round(time.perf_counter() - started, 1)
+        save()
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

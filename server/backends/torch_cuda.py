@@ -215,7 +215,9 @@ class TorchBackend:
             self._compute(entry)  # second eager run: the allocator settles before capture
             if self.use_graphs:
                 graph = torch.cuda.CUDAGraph()
-                with torch.cuda.graph(graph, pool=self.pool, stream=self.stream):
+                with torch.cuda.graph(
+                    graph, pool=self.pool, stream=self.stream, capture_error_mode="thread_local"
+                ):
                     self._compute(entry)
                 entry.graph = graph
         if self.cuda:
