@@ -198,7 +198,7 @@ class TensorRTBackend:
             for n in e.inputs + e.outputs:
                 e.context.set_tensor_address(n, b.device.ptr + b.offsets[n])
             self._execute(e)
-            if self.use_graphs:  # shapes set and run once uncaptured: now capture
+            if self.use_graphs and self._capturable(e):  # run once uncaptured, then capture
                 b.graph = cuda_rt.Graph(self.stream, lambda: self._execute(e))
                 b.graph.launch(self.stream)
         self._end.record(self.stream)
@@ -216,6 +216,11 @@ class TensorRTBackend:
                 index[int(axis)] = slice(0, real["batch"] if dim == "batch" else real["len"])
             out[n] = view[tuple(index)].copy()  # the buffer is reused by the next batch
         return out
+
+    def _capturable(self, e: _Engine) -> bool:
+        """TensorRT-RTX captures only plans built for user allocation (TENSORRT.md §2)."""
+        check = getattr(e.context, "is_stream_capturable", None)
+        return check is None or bool(check(self.stream.ptr))
 
     def _execute(self, e: _Engine) -> None:
         if not e.context.execute_async_v3(self.stream.ptr):
