@@ -313,7 +313,7 @@ def ensure_engines(
         key = cache.key(onnx_sha, config, identity)
         hit = cache.lookup(name, key)
         if hit is not None:
-            out[name] = hit
+            out[name] = (hit[0], {**hit[1], "from_cache": True})
             continue
         reason = cache.why_stale(name, onnx_sha, config, identity)
         log.info(

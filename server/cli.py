@@ -138,8 +138,9 @@ def _build_engines(args: argparse.Namespace) -> int:
         return 2
     for name, (path, meta) in plans.items():
         ident = meta["identity"]
+        how = "cached, built" if meta.get("from_cache") else "built"
         print(
-            f"{name}: {path} ({meta['plan_bytes'] / 1e6:.1f} MB, built in {meta['build_s']} s "
+            f"{name}: {path} ({meta['plan_bytes'] / 1e6:.1f} MB, {how} in {meta['build_s']} s "
             f"by {ident['module']} {ident['version']} for {ident['gpu']} "
             f"CC {ident['compute_capability']})"
         )

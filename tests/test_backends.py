@@ -209,3 +209,17 @@ def test_server_with_the_torch_backend_on_cpu(tmp_path: Path) -> None:
         backend = typing_gives_hints(live)
     assert backend["backend"] == "torch" and backend["device"] == "cpu"
     assert backend["files"]["sentence"] == "sentence_fp32.onnx"
+
+
+def test_backend_settings_from_flags_and_environment() -> None:
+    env = {
+        "INKSTONE_BACKEND": "torch",
+        "INKSTONE_FALLBACK_BACKEND": "onnxruntime",
+        "INKSTONE_CUDA_GRAPHS": "0",
+        "INKSTONE_PRECISION": "fp32",
+    }
+    settings = Settings.from_env(env, data_dir="/srv/ink")
+    assert settings.backend == "torch" and settings.fallback_backend == "onnxruntime"
+    assert settings.cuda_graphs is False and settings.precision == "fp32"
+    assert settings.engine_cache == Path("/srv/ink/engines")
+    assert Settings.from_env(env, engine_dir="/plans").engine_cache == Path("/plans")

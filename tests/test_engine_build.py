@@ -10,6 +10,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -106,7 +108,7 @@ def test_a_stale_plan_is_rebuilt_with_one_log_line(
     with caplog.at_level(logging.INFO, logger="inkstone.engines"):
         first = ensure_engines(models, tmp_path, trt=trt, identity=old)["essay"]
         again = ensure_engines(models, tmp_path, trt=trt, identity=old)["essay"]
-        assert again[0] == first[0]  # a cache hit: no build, no log line
+        assert again[0] == first[0] and again[1]["from_cache"]  # a hit: no build, no log
         assert len(caplog.records) == 1 and "no plan cached" in caplog.messages[0]
         caplog.clear()
         newer = dataclasses.replace(old, version="1.8.0")
@@ -125,3 +127,20 @@ def test_a_stale_plan_is_rebuilt_with_one_log_line(
     path = rebuilt[0]
     path.write_bytes(path.read_bytes()[:-10])
     assert EngineCache(tmp_path).lookup("essay", rebuilt[1]["key"]) is None
+
+
+def test_build_engines_command(tmp_path: Path) -> None:
+    trt_or_skip()
+    root = Path(__file__).resolve().parent.parent
+    cmd = [sys.executable, "-m", "server.cli", "build-engines", "--data-dir", str(tmp_path)]
+    first = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=120)
+    assert first.returncode == 0, first.stderr
+    ours = ("sentence: ", "essay: ")  # TensorRT's own logger also writes to stdout
+    lines = [ln for ln in first.stdout.splitlines() if ln.startswith(ours)]
+    assert [ln.split(":")[0] for ln in lines] == ["sentence", "essay"]
+    assert all(" built in " in ln and "tensorrt_rtx" in ln for ln in lines)
+    assert len(list((tmp_path / "engines").glob("*.plan"))) == 2
+    again = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0 and "building" not in again.stderr
+    again_lines = [ln for ln in again.stdout.splitlines() if ln.startswith(ours)]
+    assert len(again_lines) == 2 and all("cached, built in" in ln for ln in again_lines)
