@@ -307,8 +307,44 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument(
         "--extra-metrics", type=Path, default=None, help="JSON object merged into manifest.metrics"
     )
+    ap.add_argument(
+        "--compare",
+        default=None,
+        help="precision gate instead of a release: onnx:FILE (a sentence ONNX run with "
+        "onnxruntime) or a predictions JSON (bench/gpu.py); compared with --reference",
+    )
+    ap.add_argument("--reference", default="onnx:fp32", help="onnx:fp32 (default) or a JSON")
+    ap.add_argument("--limit", type=int, default=None, help="first N records per valid set")
+    ap.add_argument("--save", type=Path, default=None, help="write the candidate's predictions")
     args = ap.parse_args(argv)
+    if args.compare:
+        raise SystemExit(compare_main(args))
     release(args.ckpt, args.pack, args.data, args.extra_metrics)
+
+
+def compare_main(args: argparse.Namespace) -> int:
+    """The precision gate (engines.precision); exit status 0 only if it passes."""
+    from engines.precision import collect, compare, load_predictions, onnx_runner, valid_texts
+    from engines.runtime import EssayCodec, SentenceCodec, load_manifest
+
+    manifest = load_manifest()
+    sentences, essays = valid_texts(args.data, args.limit)
+
+    def predictions(spec: str) -> Any:
+        if not spec.startswith("onnx:"):
+            return load_predictions(Path(spec))
+        target = spec.removeprefix("onnx:")
+        file = SentenceCodec(manifest).fp32_file if target == "fp32" else Path(target)
+        run = onnx_runner(file, EssayCodec(manifest).model_file)
+        return collect(run, sentences, essays, f"onnxruntime {file.name}", manifest)
+
+    candidate = predictions(args.compare)
+    if args.save:
+        candidate.save(args.save)
+    reference = candidate if args.reference == args.compare else predictions(args.reference)
+    report = compare(reference, candidate)
+    print(json.dumps(report, ensure_ascii=False))
+    return 0 if report["passed"] else 1
 
 
 if __name__ == "__main__":

@@ -69,6 +69,8 @@ class Runtime:
 
             def on_batch(size: int, compute_ms: float) -> None:
                 self.metrics.batch_size.observe(size)
+                if self.models is not None:
+                    self.metrics.observe_backend(self.models.backend)
 
             self.models = await asyncio.to_thread(ModelService, s, on_batch)
             log.info("models loaded: %s", self.models.describe())

@@ -37,6 +37,11 @@ def _serve(args: argparse.Namespace) -> int:
         max_connections_per_ip=args.max_connections_per_ip,
         metrics_token=args.metrics_token,
         allow_dev_mode_on_network=args.allow_dev_mode_on_network or None,
+        fallback_backend=args.fallback_backend,
+        precision=args.precision,
+        device=args.device,
+        cuda_graphs=False if args.no_cuda_graphs else None,
+        engine_dir=args.engine_dir,
     )
     try:
         check_bind(settings)  # before loading models: fail fast, one line
@@ -46,6 +51,9 @@ def _serve(args: argparse.Namespace) -> int:
     limiter = configure_logging(
         json_lines=settings.log_json, burst=settings.log_burst, interval_s=settings.log_interval_s
     )
+    if not args.no_models and (refusal := _backend_refusal(settings)) is not None:
+        print(refusal, file=sys.stderr)
+        return 2
     app = create_app(settings, load_models=not args.no_models)
     config = uvicorn_config(app, settings)
     server = GracefulServer(config)
@@ -53,6 +61,28 @@ def _serve(args: argparse.Namespace) -> int:
     server.after_shutdown = limiter.flush  # uvicorn re-raises SIGTERM: atexit would not run
     server.run(sockets=[listen(config)])  # the caps apply inside accept()
     return 0
+
+
+def _backend_refusal(settings: Any) -> str | None:
+    """One line when the configured backend cannot run here and no fallback is allowed."""
+    from server.backends import probe_backend
+
+    options = {"device": settings.device, "engine_dir": settings.engine_cache}
+    reason = probe_backend(settings.backend, **options)
+    if reason is None:
+        return None
+    if settings.fallback_backend and probe_backend(settings.fallback_backend) is None:
+        logging.getLogger("inkstone").warning(
+            "backend %r cannot run (%s); falling back to %r",
+            settings.backend,
+            reason,
+            settings.fallback_backend,
+        )
+        return None
+    return (
+        f"inkstone: backend {settings.backend!r} cannot run: {reason} "
+        "(choose another --backend, or allow --fallback-backend onnxruntime)"
+    )
 
 
 class GracefulServer(uvicorn.Server):
@@ -107,6 +137,38 @@ def _client(args: argparse.Namespace) -> int:
     return asyncio.run(stream_file(args))
 
 
+def _build_engines(args: argparse.Namespace) -> int:
+    """ONNX -> TensorRT plan per shipped model, into the engine cache (rebuilt if stale)."""
+    from engines.runtime import EssayCodec, SentenceCodec, load_manifest
+    from engines.trt_build import BuildConfig, ensure_engines
+
+    manifest = load_manifest()
+    sentence = SentenceCodec(manifest)
+    models = {"sentence": sentence.fp32_file, "essay": EssayCodec(manifest).model_file}
+    config = BuildConfig(
+        precision=args.precision,
+        max_batch=args.max_batch,
+        max_tokens=sentence.max_tokens,
+        max_sentences=int(manifest["essay_model"]["max_sentences"]),
+        workspace_mb=args.workspace_mb,
+    )
+    engine_dir = args.engine_dir or args.data_dir / "engines"
+    try:
+        plans = ensure_engines(models, engine_dir, config)
+    except ImportError as exc:
+        print(f"inkstone build-engines: {exc}", file=sys.stderr)
+        return 2
+    for name, (path, meta) in plans.items():
+        ident = meta["identity"]
+        how = "cached, built" if meta.get("from_cache") else "built"
+        print(
+            f"{name}: {path} ({meta['plan_bytes'] / 1e6:.1f} MB, {how} in {meta['build_s']} s "
+            f"by {ident['module']} {ident['version']} for {ident['gpu']} "
+            f"CC {ident['compute_capability']})"
+        )
+    return 0
+
+
 def _loadgen(args: argparse.Namespace) -> int:
     from server.loadgen.run import main as loadgen_main
 
@@ -121,7 +183,26 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default=None, help="bind address (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=None, help="port (default 8000)")
     serve.add_argument("--data-dir", type=Path, default=None, help="SQLite folder (default ./data)")
-    serve.add_argument("--backend", default=None, help="onnxruntime (default)")
+    serve.add_argument(
+        "--backend",
+        default=None,
+        choices=("onnxruntime", "torch", "tensorrt"),
+        help="onnxruntime (CPU, default) | torch (CUDA, FP16 + graphs) | tensorrt",
+    )
+    serve.add_argument(
+        "--fallback-backend",
+        default=None,
+        choices=("onnxruntime",),
+        help="run this backend, with a warning, when --backend cannot run here",
+    )
+    serve.add_argument("--precision", default=None, choices=("fp16", "fp32"), help="GPU backends")
+    serve.add_argument("--device", default=None, help="torch backend: cuda (default) or cpu")
+    serve.add_argument(
+        "--no-cuda-graphs", action="store_true", help="torch: launch kernels, no graph replay"
+    )
+    serve.add_argument(
+        "--engine-dir", default=None, help="TensorRT engine cache (default <data-dir>/engines)"
+    )
     serve.add_argument("--secret", default=None, help="token secret; none means dev mode")
     serve.add_argument("--debounce-ms", type=int, default=None, help="quiet period (300)")
     serve.add_argument("--debounce-max-ms", type=int, default=None, help="max wait (1000)")
@@ -168,6 +249,16 @@ def build_parser() -> argparse.ArgumentParser:
     client.add_argument("--lang", default="auto", choices=("zh", "en", "auto"))
     client.add_argument("--cps", type=float, default=20.0, help="characters per second")
     client.set_defaults(func=_client)
+
+    build = sub.add_parser(
+        "build-engines", help="build TensorRT plans for the shipped models (engine cache)"
+    )
+    build.add_argument("--data-dir", type=Path, default=Path("data"), help="default ./data")
+    build.add_argument("--engine-dir", type=Path, default=None, help="default <data-dir>/engines")
+    build.add_argument("--precision", default="fp16", choices=("fp16", "fp32"))
+    build.add_argument("--max-batch", type=int, default=32, help="largest batch (32)")
+    build.add_argument("--workspace-mb", type=int, default=1024, help="workspace pool limit")
+    build.set_defaults(func=_build_engines)
 
     from server.loadgen.options import add_arguments as loadgen_arguments  # argparse only
 

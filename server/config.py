@@ -46,6 +46,14 @@ class Settings:
     stream_low_water: int = 8  # class snapshots are paced: sent while fewer frames wait
     # Inference.
     threads: int = 1  # onnxruntime intra-op threads per session
+    # When --backend cannot run here: "" refuses to start (one line says why), else the
+    # backend to run instead (only "onnxruntime" makes sense), with a warning.
+    fallback_backend: str = ""
+    # GPU backends: "" = fp16 on CUDA (torch, tensorrt), fp32 on CPU; or "fp16" | "fp32".
+    precision: str = ""
+    device: str = "cuda"  # torch backend: "cuda" or "cpu" (FP32, no graphs: for tests)
+    cuda_graphs: bool = True  # torch: replay captured CUDA graphs per shape bucket
+    engine_dir: str = ""  # TensorRT engine cache; "" = <data_dir>/engines
     # Sentence model artifact ("sentence_fp32" | "sentence_int8"); empty = the manifest's
     # default (engines/manifest.json sentence_model.model_file).
     sentence_model: str = ""
@@ -73,6 +81,10 @@ class Settings:
     metrics_token: str = ""  # non-empty: /metrics needs "Authorization: Bearer <token>"
     log_burst: int = 10  # log records per (logger, message) per log_interval_s, then summed
     log_interval_s: float = 60.0
+
+    @property
+    def engine_cache(self) -> Path:
+        return Path(self.engine_dir) if self.engine_dir else self.data_dir / "engines"
 
     @property
     def dev_mode(self) -> bool:

@@ -55,3 +55,21 @@ class Metrics:
         self.edits = Counter(
             "inkstone_edits_applied_total", "Edits and replaces applied", registry=r
         )
+        self.gpu_batch = Histogram(
+            "inkstone_gpu_batch_seconds",
+            "GPU time of one inference batch (CUDA events around the kernels; GPU backends)",
+            buckets=(0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1),
+            registry=r,
+        )
+        self.gpu_memory = Gauge(
+            "inkstone_gpu_memory_bytes", "GPU memory held by the inference backend", registry=r
+        )
+
+    def observe_backend(self, backend: object) -> None:
+        """After a batch: the backend's GPU time and memory, if it runs on a GPU."""
+        gpu_ms = getattr(backend, "last_gpu_ms", None)
+        if gpu_ms is not None:
+            self.gpu_batch.observe(gpu_ms / 1000)
+        memory = getattr(backend, "gpu_memory_bytes", None)
+        if memory is not None and (held := memory()) is not None:
+            self.gpu_memory.set(held)

@@ -13,7 +13,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from server.backends import create_backend
+from server.backends import Backend, BackendUnavailable, create_backend
 from server.cache import LRUCache
 from server.config import Settings
 from server.scheduler import InferenceScheduler, Timing
@@ -46,6 +46,44 @@ def with_sentence_model(manifest: dict[str, Any], key: str) -> dict[str, Any]:
     return {**manifest, "sentence_model": {**manifest["sentence_model"], "model_file": key}}
 
 
+def backend_options(settings: Settings, name: str, max_tokens: int) -> dict[str, Any]:
+    """Constructor options for backend ``name`` from the settings."""
+    if name == "torch":
+        return {
+            "device": settings.device,
+            "precision": settings.precision,
+            "graphs": settings.cuda_graphs,
+            "max_batch": settings.max_batch_sentences,
+            "max_tokens": max_tokens,
+        }
+    if name == "tensorrt":
+        return {"engine_dir": settings.engine_cache, "max_batch": settings.max_batch_sentences}
+    return {"threads": settings.threads}
+
+
+def open_backend(
+    settings: Settings, codec: Any, essay_file: Any
+) -> tuple[Backend, dict[str, str] | None]:
+    """The configured backend with both models loaded, or the fallback backend (with a
+    warning and a note for /healthz) when it cannot run and ``fallback_backend`` is set."""
+
+    def attempt(name: str) -> Backend:
+        # GPU backends derive their precision from the FP32 graph, never from the INT8 file.
+        sentence = codec.model_file if name == "onnxruntime" else codec.fp32_file
+        backend = create_backend(name, **backend_options(settings, name, codec.max_tokens))
+        backend.load({"sentence": sentence, "essay": essay_file})
+        return backend
+
+    try:
+        return attempt(settings.backend), None
+    except BackendUnavailable as exc:
+        if not settings.fallback_backend or settings.fallback_backend == settings.backend:
+            raise
+        log.warning("%s; falling back to %s", exc, settings.fallback_backend)
+        note = {"requested": settings.backend, "reason": str(exc)}
+        return attempt(settings.fallback_backend), note
+
+
 class ModelService:
     def __init__(self, settings: Settings, on_batch: Any = None) -> None:
         from engines.runtime import EssayCodec, SentenceCodec, load_manifest
@@ -55,9 +93,8 @@ class ModelService:
             self.manifest = with_sentence_model(self.manifest, settings.sentence_model)
         self.sentence_codec = SentenceCodec(self.manifest)
         self.essay_codec = EssayCodec(self.manifest)
-        self.backend = create_backend(settings.backend, threads=settings.threads)
-        self.backend.load(
-            {"sentence": self.sentence_codec.model_file, "essay": self.essay_codec.model_file}
+        self.backend, self.fallback = open_backend(
+            settings, self.sentence_codec, self.essay_codec.model_file
         )
         digest = hashlib.sha256(self.sentence_codec.model_file.read_bytes()).hexdigest()[:12]
         self.sentence_model = f"zh-sentence@{digest}"
@@ -151,11 +188,14 @@ class ModelService:
         return await self.scheduler.submit_essay((list(sentences), text))
 
     def describe(self) -> dict[str, Any]:
+        backend = self.backend.describe()
+        if self.fallback:
+            backend["fallback"] = self.fallback
         return {
             "zh": {
                 "sentence": self.sentence_model,
                 "essay": self.essay_model,
-                "backend": self.backend.describe(),
+                "backend": backend,
             },
             "en": None,  # no English model ships yet: English gets rule hints and stats only
         }

@@ -21,13 +21,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from engines.buckets import LENGTH_BUCKETS
 from server.backends.base import Backend
 
 __all__ = ["BatchPlanner", "InferenceScheduler", "Job", "Overloaded", "Timing"]
 
 log = logging.getLogger("inkstone.scheduler")
 
-BUCKETS = (16, 32, 48, 64, 96, 128, 192, 256)
+BUCKETS = LENGTH_BUCKETS  # engines.buckets: the GPU backends pad to the same buckets
 
 
 class Overloaded(Exception):

@@ -1,4 +1,8 @@
-"""The backend interface: load, warm up, run a batch, describe, close."""
+"""The backend interface: load, warm up, run a batch, describe, close.
+
+GPU backends also offer ``last_gpu_ms`` (CUDA-event time of the last batch's kernels) and
+``gpu_memory_bytes()``; /metrics reads them when present (``Metrics.observe_backend``).
+"""
 
 from __future__ import annotations
 
