@@ -254,6 +254,11 @@ class Connection:
 
     # ------------------------------------------------------------ token lifetime
 
+    def _verify(self, token: str) -> Identity:
+        return verify_token(
+            self.settings.secret, token, max_lifetime_s=self.settings.max_token_lifetime_s
+        )
+
     def _schedule_expiry(self) -> None:
         """End the session when the token expires (unless a reauth comes first)."""
         if self._expiry is not None:
@@ -279,7 +284,7 @@ class Connection:
 
     def _reauth(self, message: Reauth) -> None:
         try:
-            fresh = verify_token(self.service.settings.secret, message.token)
+            fresh = self._verify(message.token)
         except PeerError as exc:
             raise exc.with_id(message.id) from None
         me = self.identity
@@ -295,7 +300,7 @@ class Connection:
 
     def _hello(self, hello: Hello) -> None:
         try:
-            self.identity = verify_token(self.service.settings.secret, hello.token)
+            self.identity = self._verify(hello.token)
             self.encoding = hello.position_encoding
             if self.identity.role == "student":
                 welcome = self.service.open_student(self, hello)

@@ -347,3 +347,24 @@ def test_slow_consumer_is_judged_on_unread_backlog(tmp_path: Path) -> None:
     clock.advance(6.0)  # nothing written for longer than the grace period
     conn.send(replace(big, message="m"))
     assert closed and closed[0][0] == 1008
+
+
+def test_token_lifetime_setting_applies_to_hello_and_reauth(tmp_path: Path) -> None:
+    """``max_token_lifetime_s`` is the server's policy, at hello and at reauth."""
+    from protocol import Reauth
+
+    async def main(live: LiveServer) -> None:
+        s = SocketSession(live.url)
+        await s.open()
+        await s.send(Hello(token=live.token("s1", ttl_s=7200), doc="d", id=1))
+        err = await s.wait_for(lambda m: m.TYPE in ("welcome", "error"))
+        assert isinstance(err, Error) and err.code == "unauthorized" and "lifetime" in err.message
+        await s.send(Hello(token=live.token("s1", ttl_s=600), doc="d", id=2))
+        assert isinstance(await s.wait_for(lambda m: m.TYPE in ("welcome", "error")), Welcome)
+        await s.send(Reauth(token=live.token("s1", ttl_s=7200), id=3))
+        err = await s.wait_for(lambda m: isinstance(m, Error))
+        assert isinstance(err, Error) and err.code == "unauthorized" and err.id == 3
+        await s.close()
+
+    with serve(tmp_path, max_token_lifetime_s=3600) as live:
+        run(main(live))
