@@ -34,14 +34,18 @@ class Settings:
     send_queue_bytes: int = 4 * 1024 * 1024
     slow_consumer_grace_s: float = 10.0
     # Per user, across all their connections (reconnecting does not refill them).
-    max_bytes_per_second: int = 128 * 1024  # text sent in edits/replaces, sustained
-    byte_burst: int = 1024 * 1024
+    max_bytes_per_second: int = 32 * 1024  # bytes of frames, sustained
+    byte_burst: int = 512 * 1024  # a pasted 50k-character essay (150 kB) fits three times
     max_documents_per_student: int = 100  # per class; a new one beyond is refused
     storage_quota_bytes: int = 16 * 1024 * 1024  # per student per class (snapshots + logs)
     # Hint caps: per sentence (and per code within it), per document; beyond, summaries.
     max_hints_per_sentence: int = 20
     max_hints_per_code: int = 5
     max_hints_per_document: int = 300
+    # Analyses and scorings running at once; when more are due, the documents of the
+    # owners who used the least analysis work recently (half-life) go first.
+    analysis_concurrency: int = 8
+    fairness_half_life_s: float = 10.0
     hints_frame_sentences: int = 200  # a larger hints/snapshot message is sent in parts
     stream_low_water: int = 8  # class snapshots are paced: sent while fewer frames wait
     # Inference.

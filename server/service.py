@@ -46,6 +46,7 @@ from server.config import Settings
 from server.debounce import Debouncer
 from server.docids import doc_key
 from server.documents import Analysis, Document, SentenceState
+from server.fairgate import FairGate
 from server.fanout import Fanout, diff_change
 from server.hintcaps import apply_document_budget, cap_sentence
 from server.hints import HintPolicy, hint_id, sentence_hints, sentence_id
@@ -105,6 +106,12 @@ class Inkstone(Fanout):
             max_wait_s=settings.debounce_max_ms / 1000,
         )
         self.tasks: set[asyncio.Task[None]] = set()
+        self.gate = FairGate(
+            clock,
+            self.spawn,
+            concurrency=settings.analysis_concurrency,
+            half_life_s=settings.fairness_half_life_s,
+        )
         self.limits = Limits(
             max_message_bytes=settings.max_message_bytes,
             max_document_chars=settings.max_document_chars,
@@ -426,7 +433,16 @@ class Inkstone(Fanout):
         if doc.analysing:
             doc.dirty = True
             return
-        self.spawn(self.analyse(doc))
+        self._submit_analysis(doc)
+
+    @staticmethod
+    def _cost(doc: Document) -> float:
+        """What analysing or scoring ``doc`` costs, for the fair gate (≈ its size)."""
+        return 1.0 + len(doc.text) / 1000
+
+    def _submit_analysis(self, doc: Document) -> None:
+        doc.analysing = True  # from now until it ran (queued or running)
+        self.gate.run((doc.class_id, doc.owner), self._cost(doc), lambda: self.analyse(doc))
 
     def spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
@@ -443,11 +459,11 @@ class Inkstone(Fanout):
         except Exception:
             log.exception("analysis of %s failed", doc.id)
         finally:
-            doc.analysing = False
             if doc.dirty:
                 doc.dirty = False
-                self.spawn(self.analyse(doc))
+                self._submit_analysis(doc)
             else:
+                doc.analysing = False
                 self._maybe_evict(doc)
 
     async def _analyse(self, doc: Document) -> None:
@@ -511,6 +527,8 @@ class Inkstone(Fanout):
                     old.embedding if embedding is None else embedding,
                 )
             else:
+                if len(changed) % 32 == 31:
+                    await asyncio.sleep(0)  # a huge new text: let sockets be served meanwhile
                 drafts = sentence_hints(
                     seg.text,
                     seg.start,
@@ -567,14 +585,18 @@ class Inkstone(Fanout):
             return
         due = doc.last_scored_at + self.settings.score_interval_ms / 1000
         if self.clock.now() >= due:
-            self.spawn(self._score_latest(doc))
+            self._submit_scoring(doc)
             return
 
         def fire() -> None:
             doc.score_timer = None
-            self.spawn(self._score_latest(doc))
+            self._submit_scoring(doc)
 
         doc.score_timer = self.clock.call_at(due, fire)
+
+    def _submit_scoring(self, doc: Document) -> None:
+        doc.scoring = True  # queued or running
+        self.gate.run((doc.class_id, doc.owner), self._cost(doc), lambda: self._score_latest(doc))
 
     async def _score_latest(self, doc: Document) -> None:
         doc.scoring, doc.score_dirty = True, False

@@ -1,0 +1,89 @@
+"""Fair admission of analysis work: many documents, a few slots, the light users first.
+
+Per-user budgets bound what one student may send, but not what fifty of them cost
+together: analysing fifty 49,000-character documents (segmentation, rules, scores)
+can hold the event loop for seconds, and then every student waits. The gate runs at
+most ``concurrency`` analysis jobs at once. While slots are free a job starts at once
+(no queueing delay for a quiet server). When jobs wait, the next one is the job of the
+owner who used the least work recently: usage is the sum of job costs (here: the
+document's size), decaying with a half-life, so a student typing a normal essay is
+served before someone who keeps the server busy with huge documents, whose feedback is
+merely delayed. Clock injected; no thread.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Awaitable, Callable, Hashable
+from dataclasses import dataclass, field
+from typing import Any
+
+from server.clock import Clock
+
+__all__ = ["FairGate"]
+
+
+@dataclass(order=True, slots=True)
+class _Waiting:
+    seq: int
+    owner: Hashable = field(compare=False)
+    cost: float = field(compare=False)
+    job: Callable[[], Awaitable[None]] = field(compare=False)
+
+
+class FairGate:
+    def __init__(
+        self,
+        clock: Clock,
+        spawn: Callable[[Awaitable[None]], Any],
+        *,
+        concurrency: int,
+        half_life_s: float = 10.0,
+    ) -> None:
+        self.clock = clock
+        self.spawn = spawn
+        self.concurrency = max(1, concurrency)
+        self.decay = math.log(2) / max(half_life_s, 1e-6)
+        self.running = 0
+        self.waiting: list[_Waiting] = []
+        self._usage: dict[Hashable, tuple[float, float]] = {}  # owner → (value, at)
+        self._seq = itertools.count()
+
+    def usage(self, owner: Hashable) -> float:
+        value, at = self._usage.get(owner, (0.0, 0.0))
+        return value * math.exp(-self.decay * max(0.0, self.clock.now() - at))
+
+    def run(self, owner: Hashable, cost: float, job: Callable[[], Awaitable[None]]) -> None:
+        """Start ``job()`` now if a slot is free, else when its turn comes."""
+        if self.running < self.concurrency and not self.waiting:
+            self._start(owner, cost, job)
+        else:
+            self.waiting.append(_Waiting(next(self._seq), owner, cost, job))
+
+    def _start(self, owner: Hashable, cost: float, job: Callable[[], Awaitable[None]]) -> None:
+        now = self.clock.now()
+        self._usage[owner] = (self.usage(owner) + cost, now)
+        self.running += 1
+        self.spawn(self._guarded(job))
+
+    async def _guarded(self, job: Callable[[], Awaitable[None]]) -> None:
+        try:
+            await job()
+        finally:
+            self.running -= 1
+            self._next()
+
+    def _next(self) -> None:
+        while self.waiting and self.running < self.concurrency:
+            # least recent usage first; among equals, the earliest
+            best = min(self.waiting, key=lambda w: (self.usage(w.owner), w.seq))
+            self.waiting.remove(best)
+            self._start(best.owner, best.cost, best.job)
+        if not self.waiting and len(self._usage) > 4096:
+            now = self.clock.now()
+            self._usage = {
+                o: (v, t)
+                for o, (v, t) in self._usage.items()
+                if v * math.exp(-self.decay * (now - t)) > 0.01
+            }

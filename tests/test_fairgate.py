@@ -1,0 +1,55 @@
+"""The fair gate: bounded concurrency; when jobs wait, the lightest recent user goes first."""
+
+from __future__ import annotations
+
+import asyncio
+
+from server.clock import ManualClock
+from server.fairgate import FairGate
+
+
+def test_waiting_jobs_start_lightest_owner_first() -> None:
+    async def main() -> list[str]:
+        clock = ManualClock()
+        tasks: list[asyncio.Task[None]] = []
+        gate = FairGate(clock, lambda c: tasks.append(asyncio.ensure_future(c)), concurrency=2)
+        release = asyncio.Event()
+        order: list[str] = []
+
+        def job(name: str) -> object:
+            async def run() -> None:
+                order.append(name)
+                await release.wait()
+
+            return run
+
+        gate.run("abuser", 50.0, job("abuser-1"))  # a 49k-character document
+        gate.run("abuser", 50.0, job("abuser-2"))
+        assert gate.running == 2  # free slots: started at once
+        for i in range(3, 6):
+            gate.run("abuser", 50.0, job(f"abuser-{i}"))
+        gate.run("student", 2.0, job("student-1"))  # queued after three abuser jobs
+        gate.run("other", 1.0, job("other-1"))
+        await asyncio.sleep(0)
+        assert len(gate.waiting) == 5 and order == ["abuser-1", "abuser-2"]
+        clock.advance(1.0)
+        release.set()
+        while gate.running or gate.waiting:
+            await asyncio.sleep(0)
+        await asyncio.gather(*tasks)
+        return order
+
+    order = asyncio.run(main())
+    # the two light users' jobs overtook the abuser's queued ones
+    assert order[:4] == ["abuser-1", "abuser-2", "student-1", "other-1"]
+    assert sorted(order[4:]) == ["abuser-3", "abuser-4", "abuser-5"]
+
+
+def test_usage_decays_with_the_half_life() -> None:
+    clock = ManualClock()
+    gate = FairGate(clock, lambda c: c.close(), concurrency=1, half_life_s=10.0)
+    gate.run("a", 8.0, lambda: asyncio.sleep(0))
+    assert gate.usage("a") == 8.0
+    clock.advance(10.0)
+    assert abs(gate.usage("a") - 4.0) < 1e-9
+    assert gate.usage("never") == 0.0
