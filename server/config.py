@@ -45,6 +45,7 @@ class Settings:
     # Analyses and scorings running at once; when more are due, the documents of the
     # owners who used the least analysis work recently (half-life) go first.
     analysis_concurrency: int = 8
+    max_model_sentences_per_analysis: int = 64  # more new sentences: the rest next time
     fairness_half_life_s: float = 10.0
     hints_frame_sentences: int = 200  # a larger hints/snapshot message is sent in parts
     stream_low_water: int = 8  # class snapshots are paced: sent while fewer frames wait

@@ -54,6 +54,16 @@ class FairGate:
         value, at = self._usage.get(owner, (0.0, 0.0))
         return value * math.exp(-self.decay * max(0.0, self.clock.now() - at))
 
+    # Recent usage (cost units ≈ thousands of characters analysed, half-life decayed)
+    # below LEVELS[0] is priority level 0, below LEVELS[1] level 1, else 2. A student
+    # typing a 5,000-character essay, analysed every second, stays near 90.
+    LEVELS = (150.0, 1500.0)
+
+    def level(self, owner: Hashable) -> int:
+        """The owner's priority level for the inference queue (0 first)."""
+        used = self.usage(owner)
+        return next((i for i, limit in enumerate(self.LEVELS) if used < limit), len(self.LEVELS))
+
     def run(self, owner: Hashable, cost: float, job: Callable[[], Awaitable[None]]) -> None:
         """Start ``job()`` now if a slot is free, else when its turn comes."""
         if self.running < self.concurrency and not self.waiting:

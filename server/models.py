@@ -145,7 +145,7 @@ class ModelService:
         return hashlib.blake2b(text.encode(), digest_size=16).digest()
 
     async def predict(
-        self, texts: Sequence[str], transient: Collection[str] = ()
+        self, texts: Sequence[str], transient: Collection[str] = (), level: int = 0
     ) -> tuple[dict[str, Any], InferenceReport]:
         """Predictions for ``texts`` (deduplicated); raises ``Overloaded`` before queueing any.
 
@@ -170,7 +170,7 @@ class ModelService:
         if missing:
             report.misses += len(missing)
             futures = self.scheduler.submit_sentences(
-                [(text, self.sentence_codec.count_tokens(text)) for text, _ in missing]
+                [(text, self.sentence_codec.count_tokens(text)) for text, _ in missing], level
             )
             for (text, key), future in zip(missing, futures, strict=True):
                 self._inflight[key] = future

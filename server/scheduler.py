@@ -8,6 +8,12 @@ most ``window_s`` after the oldest request for company, groups requests of
 similar length (buckets) and caps each batch by count and by padded tokens.
 Each request gets an asyncio future resolved on the event loop with its
 result and timings.
+
+Requests carry a priority level (0 first; the service derives it from how much
+analysis work the document's owner caused recently, see server/fairgate.py): a
+batch is formed from the best level that has work, and admission counts only the
+work at the same or a better level, so a flood of heavy documents can neither delay
+nor refuse a typing student's sentences.
 """
 
 from __future__ import annotations
@@ -44,6 +50,9 @@ class Timing:
     batch_size: int
 
 
+LEVELS = 3  # priority levels: 0 light users … 2 the heaviest
+
+
 @dataclass(slots=True)
 class Job:
     tokens: int
@@ -51,6 +60,7 @@ class Job:
     payload: Any
     done: Callable[[Any, Timing | None, BaseException | None], None]
     bucket: int = 0
+    level: int = 0
 
 
 def bucket_of(tokens: int) -> int:
@@ -67,11 +77,24 @@ class BatchPlanner:
     window_s: float
     max_batch: int
     max_tokens: int
-    pending: deque[Job] = field(default_factory=deque)
+    levels: list[deque[Job]] = field(default_factory=lambda: [deque() for _ in range(LEVELS)])
 
     def add(self, job: Job) -> None:
         job.bucket = bucket_of(job.tokens)
-        self.pending.append(job)
+        job.level = min(max(job.level, 0), LEVELS - 1)
+        self.levels[job.level].append(job)
+
+    @property
+    def pending(self) -> deque[Job]:
+        """The queue batches are formed from now: the best level that has work."""
+        for queue in self.levels:
+            if queue:
+                return queue
+        return self.levels[0]
+
+    def waiting(self, level: int = LEVELS - 1) -> int:
+        """Jobs waiting at ``level`` or a better one."""
+        return sum(len(q) for q in self.levels[: level + 1])
 
     def _select(self) -> list[Job]:
         oldest = self.pending[0]
@@ -104,7 +127,8 @@ class BatchPlanner:
         if not full and now < self.pending[0].enqueued + self.window_s:
             return []
         ids = {id(j) for j in chosen}
-        self.pending = deque(j for j in self.pending if id(j) not in ids)
+        queue = self.pending
+        self.levels[chosen[0].level] = deque(j for j in queue if id(j) not in ids)
         return chosen
 
 
@@ -148,7 +172,7 @@ class InferenceScheduler:
 
     @property
     def depth(self) -> int:
-        return len(self.planner.pending) + len(self.essays)
+        return self.planner.waiting() + len(self.essays)
 
     def _future_callback(
         self, loop: asyncio.AbstractEventLoop, future: asyncio.Future[Any]
@@ -167,25 +191,27 @@ class InferenceScheduler:
         return done
 
     def submit_sentences(
-        self, items: Sequence[tuple[Any, int]]
+        self, items: Sequence[tuple[Any, int]], level: int = 0
     ) -> list[asyncio.Future[tuple[Any, Timing]]]:
-        """Queue ``(payload, tokens)`` items; all are admitted or none (Overloaded).
+        """Queue ``(payload, tokens)`` items at priority ``level``; all are admitted or
+        none (Overloaded).
 
         An empty queue admits any request, so one long document can never be refused
-        forever; otherwise the queue holds at most ``queue_limit`` sentences.
+        forever; otherwise at most ``queue_limit`` sentences wait at ``level`` or better.
         """
         loop = asyncio.get_running_loop()
         with self._cond:
             if self._closed:
                 raise Overloaded(1000)
-            waiting = len(self.planner.pending)
+            waiting = self.planner.waiting(level)
             if waiting and waiting + len(items) > self.queue_limit:
-                raise Overloaded(max(50, int(len(self.planner.pending) * self._ms_per_sentence)))
+                raise Overloaded(max(50, int(waiting * self._ms_per_sentence)))
             now = self.clock()
             futures = []
             for payload, tokens in items:
                 future: asyncio.Future[tuple[Any, Timing]] = loop.create_future()
-                self.planner.add(Job(tokens, now, payload, self._future_callback(loop, future)))
+                job = Job(tokens, now, payload, self._future_callback(loop, future), level=level)
+                self.planner.add(job)
                 futures.append(future)
             self._cond.notify()
         return futures

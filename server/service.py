@@ -485,13 +485,19 @@ class Inkstone(Fanout):
             for seg, sid in zip(segments, ids, strict=True)
             if use_model and (sid not in previous or previous[sid].embedding is None)
         ]
+        if len(need) > self.settings.max_model_sentences_per_analysis:
+            # a huge new text: the model sees it in slices, one per analysis, so it
+            # cannot hold the inference queue (the rest get rule hints meanwhile)
+            need = need[: self.settings.max_model_sentences_per_analysis]
+            doc.dirty = True
         predictions: dict[str, Any] = {}
         timing: dict[str, float] = {}
         if need:
             try:
                 last = segments[-1].text
                 transient = () if last.endswith(SENTENCE_ENDS) else (last,)
-                predictions, report = await self.models.predict(need, transient)  # type: ignore[union-attr]
+                level = self.gate.level((doc.class_id, doc.owner))
+                predictions, report = await self.models.predict(need, transient, level)  # type: ignore[union-attr]
             except Overloaded as exc:
                 self._overloaded(doc, exc, edit_at)
                 return
@@ -514,7 +520,11 @@ class Inkstone(Fanout):
             old = previous.get(sid)
             prediction = predictions.get(seg.text)
             embedding = prediction.embedding if prediction is not None else None
-            if old is not None and old.context == context:
+            if (
+                old is not None
+                and old.context == context
+                and (old.embedding is not None or prediction is None)
+            ):
                 delta = seg.start - old.start
                 state = SentenceState(
                     sid,

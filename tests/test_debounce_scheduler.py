@@ -103,3 +103,21 @@ def test_planner_groups_by_length_bucket_and_token_budget() -> None:
     for _ in range(12):
         planner.add(job(16, 0.0))
     assert len(planner.take(0.0)) == 6  # 16 tokens x 6 = 96 <= 100 padded tokens
+
+
+def test_planner_serves_the_best_priority_level_first() -> None:
+    """Heavy users' sentences (level 2) wait behind a typing student's (level 0), and
+    only work at the same or a better level counts against admission."""
+    planner = BatchPlanner(window_s=0.0, max_batch=4, max_tokens=10_000)
+    for i in range(6):
+        heavy = job(10, 0.0)
+        heavy.level = 2
+        heavy.payload = f"heavy-{i}"
+        planner.add(heavy)
+    light = job(10, 0.5)
+    light.payload = "light"
+    planner.add(light)
+    assert planner.waiting(0) == 1 and planner.waiting(2) == 7
+    assert [j.payload for j in planner.take(1.0)] == ["light"]
+    assert [j.payload for j in planner.take(1.0)] == [f"heavy-{i}" for i in range(4)]
+    assert planner.waiting() == 2
