@@ -35,21 +35,30 @@ class TokenBucket:
 
 
 class UserBudgets:
-    """A message bucket and a byte bucket per user."""
+    """Per user: a message bucket, a byte bucket and a session bucket (hellos: each one
+    loads a document and sends its whole analysis, so a reconnect loop is expensive)."""
 
     def __init__(
-        self, messages_per_s: float, message_burst: int, bytes_per_s: int, byte_burst: int
+        self,
+        messages_per_s: float,
+        message_burst: int,
+        bytes_per_s: int,
+        byte_burst: int,
+        sessions_per_s: float = 1.0,
+        session_burst: int = 30,
     ) -> None:
-        self.messages_per_s, self.message_burst = messages_per_s, message_burst
-        self.bytes_per_s, self.byte_burst = bytes_per_s, byte_burst
-        self.buckets: dict[tuple[str, ...], tuple[TokenBucket, TokenBucket]] = {}
+        self.rates = (
+            (messages_per_s, float(message_burst)),
+            (float(bytes_per_s), float(byte_burst)),
+            (sessions_per_s, float(session_burst)),
+        )
+        self.buckets: dict[tuple[str, ...], tuple[TokenBucket, ...]] = {}
 
-    def _get(self, user: tuple[str, ...], now: float) -> tuple[TokenBucket, TokenBucket]:
+    def _get(self, user: tuple[str, ...], now: float) -> tuple[TokenBucket, ...]:
         found = self.buckets.get(user)
         if found is None:
-            found = self.buckets[user] = (
-                TokenBucket(self.messages_per_s, self.message_burst, self.message_burst, now),
-                TokenBucket(self.bytes_per_s, self.byte_burst, self.byte_burst, now),
+            found = self.buckets[user] = tuple(
+                TokenBucket(rate, burst, burst, now) for rate, burst in self.rates
             )
         return found
 
@@ -59,7 +68,10 @@ class UserBudgets:
     def text(self, user: tuple[str, ...], nbytes: int, now: float) -> int | None:
         return self._get(user, now)[1].take(float(nbytes), now)
 
+    def session(self, user: tuple[str, ...], now: float) -> int | None:
+        return self._get(user, now)[2].take(1.0, now)
+
     def sweep(self, now: float) -> None:
-        for user, (messages, text) in list(self.buckets.items()):
-            if messages.full_at(now) and text.full_at(now):
+        for user, buckets in list(self.buckets.items()):
+            if all(b.full_at(now) for b in buckets):
                 del self.buckets[user]

@@ -36,6 +36,8 @@ class Settings:
     # Per user, across all their connections (reconnecting does not refill them).
     max_bytes_per_second: int = 32 * 1024  # bytes of frames, sustained
     byte_burst: int = 512 * 1024  # a pasted 50k-character essay (150 kB) fits three times
+    max_sessions_per_second: float = 1.0  # hellos per user (a reconnect loop is costly)
+    session_burst: int = 30  # an editor opening many files at once still fits
     max_documents_per_student: int = 100  # per class; a new one beyond is refused
     storage_quota_bytes: int = 16 * 1024 * 1024  # per student per class (snapshots + logs)
     # Hint caps: per sentence (and per code within it), per document; beyond, summaries.

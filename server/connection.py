@@ -300,7 +300,16 @@ class Connection:
 
     def _hello(self, hello: Hello) -> None:
         try:
-            self.identity = self._verify(hello.token)
+            identity = self._verify(hello.token)
+            user = (identity.class_id, identity.role, identity.user)
+            wait = self.service.budgets.session(user, self.clock.now())
+            if wait is not None:
+                raise PeerError(
+                    ErrorCode.RATE_LIMITED,
+                    "too many sessions opened; wait before reconnecting",
+                    retry_after_ms=wait,
+                )
+            self.identity = identity
             self.encoding = hello.position_encoding
             if self.identity.role == "student":
                 welcome = self.service.open_student(self, hello)

@@ -130,6 +130,8 @@ class Inkstone(Fanout):
             settings.rate_burst,
             settings.max_bytes_per_second,
             settings.byte_burst,
+            settings.max_sessions_per_second,
+            settings.session_burst,
         )
         # bytes each (class, student) stores, loaded on first use, kept by apply()
         self.usage: dict[tuple[str, str], int] = {}

@@ -199,7 +199,7 @@ def test_document_cap_and_any_class_size(tmp_path: Path) -> None:
         assert teacher.session.close_code is None
         await teacher.close()
 
-    with serve(tmp_path, max_documents_per_student=600) as live:
+    with serve(tmp_path, max_documents_per_student=600, session_burst=1000) as live:
         run(main(live))
 
 
@@ -367,4 +367,30 @@ def test_token_lifetime_setting_applies_to_hello_and_reauth(tmp_path: Path) -> N
         await s.close()
 
     with serve(tmp_path, max_token_lifetime_s=3600) as live:
+        run(main(live))
+
+
+def test_a_reconnect_loop_is_throttled_per_user(tmp_path: Path) -> None:
+    """Each hello loads a document and sends its whole analysis: a client reconnecting
+    in a loop (to dodge throttling) is refused cheaply once the user's session budget is
+    spent, while other users connect normally."""
+
+    async def main(live: LiveServer) -> None:
+        opened = refused = 0
+        for _ in range(12):
+            s = SocketSession(live.url)
+            await s.open()
+            await s.send(Hello(token=live.token("looper"), doc="d", id=1))
+            m = await s.wait_for(lambda m: m.TYPE in ("welcome", "error"))
+            if isinstance(m, Welcome):
+                opened += 1
+            else:
+                assert isinstance(m, Error) and m.code == "rate_limited" and m.retry_after_ms
+                refused += 1
+            await s.close()
+        assert opened == 5 and refused == 7
+        other, _ = await open_doc(live, "someone-else", "d")
+        await other.close()
+
+    with serve(tmp_path, session_burst=5, max_sessions_per_second=0.1) as live:
         run(main(live))
