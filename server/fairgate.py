@@ -3,12 +3,14 @@
 Per-user budgets bound what one student may send, but not what fifty of them cost
 together: analysing fifty 49,000-character documents (segmentation, rules, scores)
 can hold the event loop for seconds, and then every student waits. The gate runs at
-most ``concurrency`` analysis jobs at once. While slots are free a job starts at once
-(no queueing delay for a quiet server). When jobs wait, the next one is the job of the
-owner who used the least work recently: usage is the sum of job costs (here: the
-document's size), decaying with a half-life, so a student typing a normal essay is
-served before someone who keeps the server busy with huge documents, whose feedback is
-merely delayed. Clock injected; no thread.
+most ``concurrency`` analysis jobs at once, and of those at most a quarter for heavy
+owners (priority level ≥ 1, see :meth:`FairGate.level`), so a light user's job always
+finds a slot soon. While slots are free a job starts at once (no queueing delay for a
+quiet server). When jobs wait, the next one is the job of the owner who used the least
+work recently: usage is the sum of job costs (here: the document's size), decaying with
+a half-life, so a student typing a normal essay is served before someone who keeps the
+server busy with huge documents, whose feedback is merely delayed. Clock injected; no
+thread.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ class _Waiting:
     owner: Hashable = field(compare=False)
     cost: float = field(compare=False)
     job: Callable[[], Awaitable[None]] = field(compare=False)
+    heavy: bool = field(compare=False, default=False)
 
 
 class FairGate:
@@ -44,8 +47,10 @@ class FairGate:
         self.clock = clock
         self.spawn = spawn
         self.concurrency = max(1, concurrency)
+        self.heavy_slots = max(1, self.concurrency // 4)
         self.decay = math.log(2) / max(half_life_s, 1e-6)
         self.running = 0
+        self.heavy_running = 0
         self.waiting: list[_Waiting] = []
         self._usage: dict[Hashable, tuple[float, float]] = {}  # owner → (value, at)
         self._seq = itertools.count()
@@ -64,32 +69,45 @@ class FairGate:
         used = self.usage(owner)
         return next((i for i, limit in enumerate(self.LEVELS) if used < limit), len(self.LEVELS))
 
+    def _may_start(self, heavy: bool) -> bool:
+        return self.running < self.concurrency and (
+            not heavy or self.heavy_running < self.heavy_slots
+        )
+
     def run(self, owner: Hashable, cost: float, job: Callable[[], Awaitable[None]]) -> None:
         """Start ``job()`` now if a slot is free, else when its turn comes."""
-        if self.running < self.concurrency and not self.waiting:
-            self._start(owner, cost, job)
+        item = _Waiting(next(self._seq), owner, cost, job, self.level(owner) > 0)
+        if not self.waiting and self._may_start(item.heavy):
+            self._start(item)  # the common case: a quiet server
         else:
-            self.waiting.append(_Waiting(next(self._seq), owner, cost, job))
+            self.waiting.append(item)
+            self._next()
 
-    def _start(self, owner: Hashable, cost: float, job: Callable[[], Awaitable[None]]) -> None:
+    def _start(self, item: _Waiting) -> None:
         now = self.clock.now()
-        self._usage[owner] = (self.usage(owner) + cost, now)
+        self._usage[item.owner] = (self.usage(item.owner) + item.cost, now)
         self.running += 1
-        self.spawn(self._guarded(job))
+        self.heavy_running += item.heavy
+        self.spawn(self._guarded(item))
 
-    async def _guarded(self, job: Callable[[], Awaitable[None]]) -> None:
+    async def _guarded(self, item: _Waiting) -> None:
         try:
-            await job()
+            await item.job()
         finally:
             self.running -= 1
+            self.heavy_running -= item.heavy
             self._next()
 
     def _next(self) -> None:
         while self.waiting and self.running < self.concurrency:
-            # least recent usage first; among equals, the earliest
-            best = min(self.waiting, key=lambda w: (self.usage(w.owner), w.seq))
+            # least recent usage first; among equals, the earliest; heavy ones only
+            # while a heavy slot is free
+            allowed = [w for w in self.waiting if self._may_start(w.heavy)]
+            if not allowed:
+                return
+            best = min(allowed, key=lambda w: (self.usage(w.owner), w.seq))
             self.waiting.remove(best)
-            self._start(best.owner, best.cost, best.job)
+            self._start(best)
         if not self.waiting and len(self._usage) > 4096:
             now = self.clock.now()
             self._usage = {

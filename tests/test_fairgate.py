@@ -53,3 +53,35 @@ def test_usage_decays_with_the_half_life() -> None:
     clock.advance(10.0)
     assert abs(gate.usage("a") - 4.0) < 1e-9
     assert gate.usage("never") == 0.0
+
+
+def test_heavy_owners_get_a_quarter_of_the_slots() -> None:
+    async def main() -> tuple[list[str], int]:
+        clock = ManualClock()
+        tasks: list[asyncio.Task[None]] = []
+        gate = FairGate(clock, lambda c: tasks.append(asyncio.ensure_future(c)), concurrency=8)
+        release = asyncio.Event()
+        started: list[str] = []
+
+        def job(name: str) -> object:
+            async def run() -> None:
+                started.append(name)
+                await release.wait()
+
+            return run
+
+        gate.run("abuser", 5000.0, job("warm-up"))  # makes the abuser heavy (level ≥ 1)
+        for i in range(6):
+            gate.run("abuser", 50.0, job(f"abuser-{i}"))
+        gate.run("student", 2.0, job("student"))  # free slots remain: starts at once
+        await asyncio.sleep(0)
+        running = gate.running
+        release.set()
+        while gate.running or gate.waiting:
+            await asyncio.sleep(0)
+        await asyncio.gather(*tasks)
+        return started, running
+
+    started, running = asyncio.run(main())
+    # 8 slots, 2 for heavy owners: warm-up (still light when submitted) + 2 heavy + student
+    assert running == 4 and "student" in started[:4]
