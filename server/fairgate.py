@@ -3,12 +3,14 @@
 Per-user budgets bound what one student may send, but not what fifty of them cost
 together: analysing fifty 49,000-character documents (segmentation, rules, scores)
 can hold the event loop for seconds, and then every student waits. The gate runs at
-most ``concurrency`` analysis jobs at once, and of those at most a quarter for heavy
-owners (priority level ≥ 1, see :meth:`FairGate.level`), so a light user's job always
-finds a slot soon. While slots are free a job starts at once (no queueing delay for a
-quiet server). When jobs wait, the next one is the job of the owner who used the least
-work recently: usage is the sum of job costs (here: the document's size), decaying with
-a half-life, so a student typing a normal essay is served before someone who keeps the
+most ``concurrency`` analysis jobs at once, and of those at most a quarter are heavy:
+a heavy owner's (priority level >= 1, see :meth:`FairGate.level`) or a job that is
+heavy by itself (cost >= ``heavy_cost``: the first analysis of a huge new document
+comes before its owner has any history). So a light user's job finds a slot soon.
+While slots are free a job starts at once (no queueing delay for a quiet server).
+When jobs wait, the next one is the job of the owner who used the least work
+recently: usage is the sum of job costs (here: the document's size), decaying with a
+half-life, so a student typing a normal essay is served before someone who keeps the
 server busy with huge documents, whose feedback is merely delayed. Clock injected; no
 thread.
 """
@@ -43,11 +45,13 @@ class FairGate:
         *,
         concurrency: int,
         half_life_s: float = 10.0,
+        heavy_cost: float = 20.0,
     ) -> None:
         self.clock = clock
         self.spawn = spawn
         self.concurrency = max(1, concurrency)
         self.heavy_slots = max(1, self.concurrency // 4)
+        self.heavy_cost = heavy_cost
         self.decay = math.log(2) / max(half_life_s, 1e-6)
         self.running = 0
         self.heavy_running = 0
@@ -76,7 +80,8 @@ class FairGate:
 
     def run(self, owner: Hashable, cost: float, job: Callable[[], Awaitable[None]]) -> None:
         """Start ``job()`` now if a slot is free, else when its turn comes."""
-        item = _Waiting(next(self._seq), owner, cost, job, self.level(owner) > 0)
+        heavy = cost >= self.heavy_cost or self.level(owner) > 0
+        item = _Waiting(next(self._seq), owner, cost, job, heavy)
         if not self.waiting and self._may_start(item.heavy):
             self._start(item)  # the common case: a quiet server
         else:

@@ -23,11 +23,11 @@ def test_waiting_jobs_start_lightest_owner_first() -> None:
 
             return run
 
-        gate.run("abuser", 50.0, job("abuser-1"))  # a 49k-character document
-        gate.run("abuser", 50.0, job("abuser-2"))
+        gate.run("abuser", 15.0, job("abuser-1"))  # a 14k-character document
+        gate.run("abuser", 15.0, job("abuser-2"))
         assert gate.running == 2  # free slots: started at once
         for i in range(3, 6):
-            gate.run("abuser", 50.0, job(f"abuser-{i}"))
+            gate.run("abuser", 15.0, job(f"abuser-{i}"))
         gate.run("student", 2.0, job("student-1"))  # queued after three abuser jobs
         gate.run("other", 1.0, job("other-1"))
         await asyncio.sleep(0)
@@ -70,7 +70,7 @@ def test_heavy_owners_get_a_quarter_of_the_slots() -> None:
 
             return run
 
-        gate.run("abuser", 5000.0, job("warm-up"))  # makes the abuser heavy (level ≥ 1)
+        gate.run("abuser", 5000.0, job("warm-up"))  # heavy by itself; the abuser now too
         for i in range(6):
             gate.run("abuser", 50.0, job(f"abuser-{i}"))
         gate.run("student", 2.0, job("student"))  # free slots remain: starts at once
@@ -83,5 +83,17 @@ def test_heavy_owners_get_a_quarter_of_the_slots() -> None:
         return started, running
 
     started, running = asyncio.run(main())
-    # 8 slots, 2 for heavy owners: warm-up (still light when submitted) + 2 heavy + student
-    assert running == 4 and "student" in started[:4]
+    # 8 slots, 2 for heavy jobs: warm-up + one more abuser job, then the student's
+    assert running == 3 and started[2] == "student"
+
+
+def test_a_huge_first_job_is_heavy_without_history() -> None:
+    clock = ManualClock()
+    started: list[object] = []
+    gate = FairGate(clock, started.append, concurrency=4, heavy_cost=20.0)
+    for _ in range(3):
+        gate.run(object(), 50.0, lambda: asyncio.sleep(0))  # three new owners, 50k chars each
+    gate.run("typist", 2.0, lambda: asyncio.sleep(0))
+    assert gate.heavy_running == 1 and gate.running == 2 and len(gate.waiting) == 2
+    for coro in started:
+        coro.close()  # type: ignore[attr-defined]
