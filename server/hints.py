@@ -8,6 +8,7 @@ the same document always yields the same ids (dismissals stick).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -201,16 +202,27 @@ def sentence_hints(
             relative.append(whole)
     rule_lang = "zh" if lang == "zh" else "en"
     relative.extend(
+        _rule_drafts(text, rule_lang, is_last_in_paragraph, is_last_in_text, after_clause)
+    )
+    return [h.shifted(start) for h in _dedupe(relative)]
+
+
+@functools.lru_cache(maxsize=32_768)
+def _rule_drafts(
+    text: str, lang: str, last_in_paragraph: bool, last_in_text: bool, after_clause: bool
+) -> tuple[DraftHint, ...]:
+    """Rule hints depend only on the sentence and its context: computed once per
+    distinct sentence (jieba is the costly part), shared by every document."""
+    return tuple(
         _from_rule(h)
         for h in rule_hints(
             text,
-            rule_lang,
-            is_last_in_paragraph=is_last_in_paragraph,
-            is_last_in_text=is_last_in_text,
+            lang,
+            is_last_in_paragraph=last_in_paragraph,
+            is_last_in_text=last_in_text,
             previous_sentence=";" if after_clause else "",
         )
     )
-    return [h.shifted(start) for h in _dedupe(relative)]
 
 
 def _dedupe(hints: Iterable[DraftHint]) -> list[DraftHint]:
