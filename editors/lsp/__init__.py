@@ -37,11 +37,12 @@ def main(args: argparse.Namespace | None = None) -> int:
         args = parser.parse_args()
     target = {"filename": args.log_file} if args.log_file else {"stream": sys.stderr}
     logging.basicConfig(
-        level=logging.INFO,
+        level=logging.WARNING,  # pygls logs every message (tokens included) at INFO
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         force=True,
         **target,  # type: ignore[arg-type]
     )
+    logging.getLogger("inkstone.lsp").setLevel(logging.INFO)
     from editors.lsp.server import create_server
 
     server = create_server()

@@ -11,6 +11,8 @@ edited back counts again; one still being edited counts when new hints arrive.
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from editors.lsp.text import TextChange, diff_change, map_span
@@ -54,12 +56,13 @@ class SentenceStore:
         for record in self.sentences.values():
             record.start, record.end = map_span((record.start, record.end), change)
 
-    def receive(self, message: Hints, text_then: str | None, text_now: str, *, full: bool) -> int:
-        """Take a ``hints`` message computed on ``text_then`` (its version's text).
+    def receive(self, message: Hints, texts: Sequence[str] | None, *, full: bool) -> int:
+        """Take a ``hints`` message; ``texts`` runs from the text of its version, through
+        the texts of every later version, to the current text (None: not known).
 
-        ``full`` replaces everything (the first ``hints`` after a ``welcome``). Returns how
-        many of the message's sentences were kept; those that cannot be placed (the text
-        of their version is unknown) are skipped until the server resends them.
+        Each step is one diff, so edits in different places between the message's version
+        and now each move only what follows them. ``full`` replaces everything (the first
+        ``hints`` after a ``welcome``). Returns how many sentences were placed.
         """
         if message.version < self.version:
             return 0
@@ -68,23 +71,26 @@ class SentenceStore:
             self.sentences.clear()
         for sid in message.removed:
             self.sentences.pop(sid, None)
-        if text_then is None:
+        if not texts:
             for sentence in message.sentences:
                 self.sentences.pop(sentence.id, None)
             return 0
-        change = diff_change(text_then, text_now)
+        text_then = texts[0]
+        steps = [diff_change(a, b) for a, b in itertools.pairwise(texts) if a != b]
         kept = 0
         for sentence in message.sentences:
             if not 0 <= sentence.start <= sentence.end <= len(text_then):
                 continue
-            start, end = map_span((sentence.start, sentence.end), change)
+            span = (sentence.start, sentence.end)
+            for step in steps:
+                span = map_span(span, step)
             relative = tuple(
                 _shift(h, -sentence.start)
                 for h in sentence.hints
                 if sentence.start <= h.start <= h.end <= sentence.end
             )
             self.sentences[sentence.id] = SentenceRecord(
-                sentence.id, start, end, text_then[sentence.start : sentence.end], relative
+                sentence.id, span[0], span[1], text_then[sentence.start : sentence.end], relative
             )
             kept += 1
         return kept

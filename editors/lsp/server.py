@@ -14,6 +14,7 @@ import itertools
 import logging
 from typing import Any
 
+import orjson
 from lsprotocol import types
 from pygls.lsp.server import LanguageServer
 
@@ -22,7 +23,7 @@ from editors.lsp.mask import mask_kind
 from editors.lsp.session import DocumentSession, Status
 from editors.lsp.settings import Settings, http_base, resolve_token
 from editors.lsp.text import LspEncoding
-from protocol import Hints, Scores, to_wire
+from protocol import Hints, Scores, encode
 
 __all__ = ["InkstoneServer", "create_server"]
 
@@ -148,18 +149,20 @@ class InkstoneServer(LanguageServer):
     # ------------------------------------------------------------ session events
 
     def on_hints(
-        self, session: DocumentSession, message: Hints, text_then: str | None, full: bool
+        self, session: DocumentSession, message: Hints, texts: list[str] | None, full: bool
     ) -> None:
         doc = self.doc_of(session)
         if doc is None:
             return
-        doc.store.receive(message, text_then, doc.masked, full=full)
+        doc.store.receive(message, texts, full=full)
         self.publish(doc)
 
     def on_scores(self, session: DocumentSession, message: Scores) -> None:
         doc = self.doc_of(session)
         if doc is not None:
-            self.protocol.notify("inkstone/scores", {"uri": doc.uri, **to_wire(message)})
+            wire = orjson.loads(encode(message))  # nested dataclasses become plain JSON
+            wire.pop("type", None)
+            self.protocol.notify("inkstone/scores", {"uri": doc.uri, **wire})
 
     def on_problem(self, session: DocumentSession, level: str, text: str) -> None:
         self.log(level, text)

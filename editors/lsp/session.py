@@ -50,7 +50,7 @@ AUTH_ERRORS = ("unauthorized", "token_expired", "forbidden")
 
 class SessionEvents(Protocol):
     def on_hints(
-        self, session: DocumentSession, message: Hints, text_then: str | None, full: bool
+        self, session: DocumentSession, message: Hints, texts: list[str] | None, full: bool
     ) -> None: ...
     def on_scores(self, session: DocumentSession, message: Scores) -> None: ...
     def on_status(self, session: DocumentSession, status: Status, detail: str) -> None: ...
@@ -218,7 +218,7 @@ class DocumentSession:
             full, self._full_due = self._full_due, False
             self._overloaded = False
             if not self.over_limit:
-                self.events.on_hints(self, message, self.history.get(message.version), full)
+                self.events.on_hints(self, message, self.texts_since(message.version), full)
         elif isinstance(message, Scores):
             self.scores = message
             self.events.on_scores(self, message)
@@ -260,6 +260,15 @@ class DocumentSession:
 
         loop = asyncio.get_running_loop()
         self._resync_handle = loop.call_later(self.state.resync_due_ms / 1000, fire)
+
+    def texts_since(self, version: int) -> list[str] | None:
+        """The text at ``version``, at each later version, and now; None if not known."""
+        if version not in self.history:
+            return None
+        texts = [self.history[v] for v in sorted(self.history) if v >= version]
+        texts.extend(p.text_after for p in self.state.pending)
+        texts.append(self.local_text)
+        return texts
 
     # ------------------------------------------------------------ status
 
