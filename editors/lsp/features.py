@@ -129,7 +129,9 @@ def register(ls: InkstoneServer) -> None:
                         kind=types.CodeActionKind.QuickFix,
                         diagnostics=[diagnostic],
                         is_preferred=single or None,
-                        command=types.Command(title, APPLY, [doc.uri, hint.id, suggestion]),
+                        command=types.Command(
+                            title=title, command=APPLY, arguments=[doc.uri, hint.id, suggestion]
+                        ),
                     )
                 )
             actions.append(
@@ -137,7 +139,9 @@ def register(ls: InkstoneServer) -> None:
                     title=dismiss_title,
                     kind=types.CodeActionKind.QuickFix,
                     diagnostics=[diagnostic],
-                    command=types.Command(dismiss_title, DISMISS, [doc.uri, hint.id]),
+                    command=types.Command(
+                        title=dismiss_title, command=DISMISS, arguments=[doc.uri, hint.id]
+                    ),
                 )
             )
         if doc.session is not None and doc.session.scores is not None:
@@ -145,7 +149,7 @@ def register(ls: InkstoneServer) -> None:
                 types.CodeAction(
                     title=scores_title,
                     kind=types.CodeActionKind.Empty,
-                    command=types.Command(scores_title, SCORES, [doc.uri]),
+                    command=types.Command(title=scores_title, command=SCORES, arguments=[doc.uri]),
                 )
             )
         return actions

@@ -92,6 +92,7 @@ class DocumentSession:
         self._full_due = True
         self._closed = False
         self._overloaded = False
+        self._refused = False
         self._resync_handle: asyncio.TimerHandle | None = None
         self._task: asyncio.Task[None] | None = None
 
@@ -140,6 +141,8 @@ class DocumentSession:
                 self._ws, self._welcomed = None, False
             if self._closed:
                 break
+            if self._refused:
+                self._refused, backoff = False, 30.0  # a new token or setting may fix it
             self._set_status("offline", "reconnecting to the Inkstone server")
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 5.0)
@@ -241,6 +244,7 @@ class DocumentSession:
             self.events.on_problem(self, "warning", f"{self.doc}: {error.message}")
         elif error.code in AUTH_ERRORS and not self._welcomed:
             self._invalidate_token()
+            self._refused = True
             self.events.on_problem(self, "error", f"{self.doc}: {error.code}: {error.message}")
             if self._ws is not None:
                 task = asyncio.get_running_loop().create_task(self._ws.close())
