@@ -61,6 +61,11 @@ class Buffer:
     encoding: str
     version: int = 0
 
+    history: dict[int, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.history[self.version] = self.text
+
     def change(self, start: int, end: int, new: str) -> None:
         """Replace code points [start, end) as an editor does: one incremental change."""
         rng = types.Range(
@@ -69,6 +74,7 @@ class Buffer:
         )
         self.text = self.text[:start] + new + self.text[end:]
         self.version += 1
+        self.history[self.version] = self.text
         self.client.text_document_did_change(
             types.DidChangeTextDocumentParams(
                 text_document=types.VersionedTextDocumentIdentifier(
@@ -86,11 +92,32 @@ class Buffer:
             offset += 1
             await asyncio.sleep(delay)
 
-    def span(self, diagnostic: types.Diagnostic) -> str:
+    def span(self, diagnostic: types.Diagnostic, version: int | None = None) -> str:
+        text = self.text if version is None else self.history[version]
         r = diagnostic.range
-        start = to_offset(self.text, r.start.line, r.start.character, self.encoding)
-        end = to_offset(self.text, r.end.line, r.end.character, self.encoding)
-        return self.text[start:end]
+        start = to_offset(text, r.start.line, r.start.character, self.encoding)
+        end = to_offset(text, r.end.line, r.end.character, self.encoding)
+        return text[start:end]
+
+    def check_ranges(self, published: list[tuple[int | None, list[types.Diagnostic]]]) -> int:
+        """Every diagnostic ever published covers what its hint flagged, in the text of the
+        version it was published for (a stale range would cover something else). Returns
+        how many were checked."""
+        checked = 0
+        for version, diagnostics in published:
+            assert version is not None and version in self.history
+            for d in diagnostics:
+                span, fixes = self.span(d, version), d.data["suggestions"]
+                if d.code == "repeated_word":
+                    assert span == fixes[0] * 2, (version, span, fixes)
+                elif d.code == "misspelling":
+                    assert len(span) == 1 and span not in fixes, (version, span, fixes)
+                elif d.code == "halfwidth_punctuation":
+                    assert span in ",.?!:;", (version, span)
+                else:
+                    assert span, (version, d)
+                checked += 1
+        return checked
 
 
 @dataclass

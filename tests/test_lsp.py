@@ -89,6 +89,7 @@ def test_diagnostics_quick_fix_dismiss_scores_hover(server: LiveServer, preset: 
             await editor.wait(lambda: editor.scores[-1].stats.sentences == 2)
             assert editor.scores[-1].uri == buffer.uri
             text = buffer.text
+            assert buffer.check_ranges(editor.published[buffer.uri]) >= 2
 
         async with lsp_editor(preset, **options(server, f"u-{preset}")) as editor:
             reopened = editor.open(f"essay-{preset}.txt", text)
@@ -97,3 +98,138 @@ def test_diagnostics_quick_fix_dismiss_scores_hover(server: LiveServer, preset: 
             assert all(d.code != "repeated_word" for d in editor.diagnostics(reopened))
 
     run(asyncio.wait_for(main(), 60))
+
+
+def test_settings_pulled_only_if_advertised_and_applied_live(server: LiveServer) -> None:
+    async def main() -> None:
+        text = "我们我们去公园。\n"
+        # Neovim 0.7 does not advertise workspace/configuration: the bridge must not ask
+        # (lsp_editor fails on pytest-lsp's specification warning if it does)
+        opts = options(server, "cfg-1", severity={"grammar": "warning"})
+        async with lsp_editor("neovim@v0.7.0", **opts) as editor:
+            buffer = editor.open("cfg-nvim07.txt", text)
+            found = await editor.wait_diagnostic(buffer, "repeated_word")
+            assert found.severity == types.DiagnosticSeverity.Warning
+            assert editor.encoding == "utf-16"  # no positionEncodings offered
+
+        async with lsp_editor("visual-studio-code", **options(server, "cfg-2")) as editor:
+            editor.client.set_configuration({"severity": {"grammar": "error"}}, section="inkstone")
+            editor.client.workspace_did_change_configuration(
+                types.DidChangeConfigurationParams(settings=None)
+            )
+            buffer = editor.open("cfg-vscode.txt", text)
+            found = await editor.wait_diagnostic(buffer, "repeated_word")
+            await editor.wait(lambda: editor.diagnostics(buffer)[0].severity == 1)
+            # pushed settings apply live: the kind is turned off, then back on as a hint
+            editor.client.workspace_did_change_configuration(
+                types.DidChangeConfigurationParams(
+                    settings={"inkstone": {"severity": {"grammar": "off"}}}
+                )
+            )
+            await editor.wait(lambda: not editor.diagnostics(buffer))
+            editor.client.set_configuration({"severity": {"grammar": "hint"}}, section="inkstone")
+            editor.client.workspace_did_change_configuration(
+                types.DidChangeConfigurationParams(settings=None)
+            )
+            await editor.wait(
+                lambda: (
+                    [d.severity for d in editor.diagnostics(buffer)]
+                    == [types.DiagnosticSeverity.Hint]
+                )
+            )
+            assert found.code == "repeated_word"
+
+    run(asyncio.wait_for(main(), 60))
+
+
+def test_markdown_is_masked_and_over_limit_documents_say_so(server: LiveServer) -> None:
+    async def main() -> None:
+        async with lsp_editor("neovim", **options(server, "md-1")) as editor:
+            md = "# 标题\n\n`我们我们`是代码，[链接](http://x.y/我们我们)，正文里我们我们才算。\n"
+            buffer = editor.open("notes.md", md, language_id="markdown")
+            found = await editor.wait_diagnostic(buffer, "repeated_word")
+            await asyncio.sleep(0.3)
+            assert [buffer.span(d) for d in editor.diagnostics(buffer)] == ["我们我们"]
+            assert buffer.span(found) == "我们我们" and found.range.start.character > 40
+
+            limit = server.settings.max_document_chars
+            big = editor.open("huge.txt", "好" * (limit + 1))
+            await editor.wait(
+                lambda: any(str(limit) in m.message for m in editor.client.log_messages)
+            )
+            big.change(0, 10, "")  # under the limit again: checked from now on
+            await editor.wait(
+                lambda: any("under the limit" in m.message for m in editor.client.log_messages)
+            )
+
+    run(asyncio.wait_for(main(), 60))
+
+
+def test_server_restart_resumes_without_losing_an_edit(tmp_path: Path) -> None:
+    """kill -9 the server; edits typed while it is down reach it after the restart."""
+    from editors.lsp.document import doc_name
+    from server.auth import mint_token
+
+    proc = ProcessServer(tmp_path, "--no-models")
+    proc.start()
+    try:
+
+        async def main() -> None:
+            token = mint_token(None, user="r1", role="student", class_id="c1")
+            async with lsp_editor("emacs", server=proc.url, token=token, caretDelayMs=0) as editor:
+                buffer = editor.open("restart.txt", "今天天气很好。\n")
+                await editor.wait(lambda: editor.scores)
+                await buffer.type("我们去公园。")
+                await editor.wait(lambda: editor.scores[-1].stats.sentences == 2)
+                proc.kill9()
+                await buffer.type("大家大家一起玩。", delay=0.01)  # typed while it is down
+                await asyncio.sleep(0.3)
+                await asyncio.to_thread(proc.start)
+                found = await editor.wait_diagnostic(buffer, "repeated_word", timeout=20)
+                assert buffer.span(found) == "大家大家"
+                buffer.check_ranges(editor.published[buffer.uri])
+                check = StudentClient(proc.url, token, doc_name(buffer.uri))
+                welcome = await check.connect()
+                assert welcome.text == buffer.text
+                await check.close()
+
+        run(asyncio.wait_for(main(), 60))
+    finally:
+        proc.stop()
+
+
+def test_overloaded_shows_progress_and_no_stale_ranges(tmp_path: Path) -> None:
+    """A full model queue answers `overloaded`: the bridge reports it as progress, keeps
+    sending edits, and every range it ever publishes fits the text of its version."""
+    settings = Settings(data_dir=tmp_path, queue_limit=4, batch_window_ms=400, **FAST)
+    with ThreadServer(settings) as live:
+
+        async def main() -> None:
+            flooder = StudentClient(live.url, live.token("flood"), "flood", lang="zh")
+            await flooder.connect()
+            async with lsp_editor("visual-studio-code", **options(live, "busy")) as editor:
+                buffer = editor.open("busy.txt", "")
+                await editor.wait(lambda: editor.client.progress_reports)
+                busy = False
+                for round_ in range(4):
+                    await flooder.replace(
+                        "".join(f"第{round_}轮第{k}句，各不相同。" for k in range(4))
+                    )
+                    await asyncio.sleep(0.06)
+                    await buffer.type(f"第{round_}段我们我们去公园玩，我门很高心。", delay=0.002)
+                    await asyncio.sleep(0.5)
+                    messages = [
+                        getattr(r, "message", None) or ""
+                        for v in editor.client.progress_reports.values()
+                        for r in v
+                    ]
+                    if any("busy" in m for m in messages):
+                        busy = True
+                        break
+                assert busy, messages
+                found = await editor.wait_diagnostic(buffer, "repeated_word", timeout=30)
+                assert buffer.span(found) == "我们我们"
+                assert buffer.check_ranges(editor.published[buffer.uri]) >= 1
+            await flooder.close()
+
+        run(asyncio.wait_for(main(), 90))
