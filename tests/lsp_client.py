@@ -128,6 +128,7 @@ class Editor:
     published: dict[str, list[tuple[int | None, list[types.Diagnostic]]]] = field(
         default_factory=dict
     )
+    published_at: dict[str, list[float]] = field(default_factory=dict)
     scores: list[Any] = field(default_factory=list)
     applied: list[types.ApplyWorkspaceEditParams] = field(default_factory=list)
 
@@ -143,6 +144,15 @@ class Editor:
             )
         )
         return buffer
+
+    def first_shown(self, buffer: Buffer, code: str) -> float:
+        """When a diagnostic with ``code`` was first published for ``buffer``."""
+        for (_, diagnostics), at in zip(
+            self.published[buffer.uri], self.published_at[buffer.uri], strict=True
+        ):
+            if any(d.code == code for d in diagnostics):
+                return at
+        raise AssertionError(f"no {code} published")
 
     def diagnostics(self, buffer: Buffer) -> list[types.Diagnostic]:
         history = self.published.get(buffer.uri)
@@ -211,6 +221,7 @@ def _client(editor_ref: list[Editor]) -> LanguageClient:
         editor_ref[0].published.setdefault(params.uri, []).append(
             (params.version, list(params.diagnostics))
         )
+        editor_ref[0].published_at.setdefault(params.uri, []).append(time.monotonic())
 
     @client.feature("inkstone/scores")
     def scores(ls: LanguageClient, params: Any) -> None:

@@ -5,12 +5,14 @@ VS Code (which negotiate utf-8, utf-32 and utf-16 respectively)."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from lsprotocol import types
 
+from editors.lsp.settings import Settings as BridgeSettings
 from server.config import Settings
 from server.wsclient import StudentClient
 from tests.conftest import FAST, LiveServer, ProcessServer, ThreadServer, run
@@ -233,3 +235,42 @@ def test_overloaded_shows_progress_and_no_stale_ranges(tmp_path: Path) -> None:
             await flooder.close()
 
         run(asyncio.wait_for(main(), 90))
+
+
+def test_hints_for_the_sentence_being_typed_wait_until_it_ends_or_pauses(
+    server: LiveServer,
+) -> None:
+    """LTeX's lesson: no flag on a half-typed sentence while the caret is in it."""
+
+    async def main() -> None:
+        async with lsp_editor("neovim", **options(server, "caret", caretDelayMs=3000)) as editor:
+            buffer = editor.open("caret.txt", "")
+            await buffer.type("我们我们去公园", delay=0.01)
+            typed_at = time.monotonic()
+            await editor.wait_diagnostic(buffer, "repeated_word", timeout=20)
+            # the server answered within a few hundred ms; the bridge held it back
+            assert editor.first_shown(buffer, "repeated_word") - typed_at >= 2.9
+            # a finished sentence is shown as soon as its hints arrive
+            await buffer.type("。\n大家大家一起玩。", delay=0.01)
+            typed_at = time.monotonic()
+            await editor.wait(
+                lambda: sum(d.code == "repeated_word" for d in editor.diagnostics(buffer)) == 2
+            )
+            assert time.monotonic() - typed_at < 2.5
+            assert buffer.check_ranges(editor.published[buffer.uri]) >= 3
+
+    run(asyncio.wait_for(main(), 60))
+
+
+def test_without_a_token_a_dev_mode_server_hands_one_out(server: LiveServer) -> None:
+    from editors.lsp.settings import resolve_token
+
+    token = resolve_token(BridgeSettings(server=server.url, user="dev-user", class_id="c9"))
+
+    async def main() -> None:
+        client = StudentClient(server.url, token, "dev-doc")
+        welcome = await client.connect()
+        assert (welcome.user, welcome.class_id, welcome.role) == ("dev-user", "c9", "student")
+        await client.close()
+
+    run(main())

@@ -311,3 +311,12 @@ def test_bridge_imports_no_model_stack() -> None:
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
     )
     assert out.stdout.strip() == "[]"
+
+
+def test_token_command_prints_the_token_on_its_last_line() -> None:
+    from editors.lsp.settings import TokenError, resolve_token
+
+    assert resolve_token(Settings(token_command="printf 'notice\\nT0KEN\\n'")) == "T0KEN"
+    assert resolve_token(Settings(token="given", token_command="false")) == "given"
+    with pytest.raises(TokenError, match="tokenCommand failed"):
+        resolve_token(Settings(token_command="false"))
