@@ -68,6 +68,15 @@ def test_diagnostics_quick_fix_dismiss_scores_hover(server: LiveServer, preset: 
             assert "字" in hover.contents.value  # the essay's stats  # type: ignore[union-attr]
 
             actions = await editor.code_actions(buffer, found)
+            # a client that echoes no diagnostics still gets the fixes under its range
+            bare = await editor.client.text_document_code_action_async(
+                types.CodeActionParams(
+                    text_document=types.TextDocumentIdentifier(uri=buffer.uri),
+                    range=found.range,
+                    context=types.CodeActionContext(diagnostics=[]),
+                )
+            )
+            assert [a.title for a in bare or []][:2] == ["改为“我们”", "忽略此提示"]
             titles = [a.title for a in actions]
             assert titles[:2] == ["改为“我们”", "忽略此提示"] and "显示作文评分" in titles
             assert await editor.execute(actions[0]) is True

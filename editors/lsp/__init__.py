@@ -40,7 +40,7 @@ def main(args: argparse.Namespace | None = None) -> int:
         level=logging.WARNING,  # pygls logs every message (tokens included) at INFO
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         force=True,
-        **target,  # type: ignore[arg-type]
+        **target,
     )
     logging.getLogger("inkstone.lsp").setLevel(logging.INFO)
     from editors.lsp.server import create_server

@@ -10,6 +10,7 @@ from lsprotocol import types
 
 from editors.lsp.document import OpenDocument
 from editors.lsp.mask import mask_kind
+from editors.lsp.sentences import LiveHint
 from editors.lsp.server import APPLY, DISMISS, SCORES, InkstoneServer, lsp_changes
 from editors.lsp.text import LineIndex
 
@@ -114,10 +115,23 @@ def register(ls: InkstoneServer) -> None:
         lang = _lang(doc)
         replace_title, dismiss_title, scores_title, _ = _TITLES[lang]
         actions: list[types.CodeAction] = []
+        targets: list[tuple[LiveHint, list[types.Diagnostic] | None]] = []
         for diagnostic in params.context.diagnostics:
             data = diagnostic.data if isinstance(diagnostic.data, dict) else {}
             live = doc.find(str(data.get("hint", "")))
-            if live is None or live.hint.id in doc.dismissed:
+            if live is not None:
+                targets.append((live, [diagnostic]))
+        if not targets:
+            # a client that echoes no diagnostics (or drops their data): our own hints under
+            # the requested range, located in the bridge's current text
+            index = LineIndex(doc.text, ls.encoding)
+            r = params.range
+            start = index.offset(r.start.line, r.start.character)
+            end = index.offset(r.end.line, r.end.character)
+            shown, _ = doc.visible(0)
+            targets = [(h, None) for h in shown if h.start <= end and start <= h.end]
+        for live, echoed in targets:
+            if live.hint.id in doc.dismissed:
                 continue
             hint = live.hint
             single = hint.kind == "spelling" and len(hint.suggestions) == 1
@@ -127,7 +141,7 @@ def register(ls: InkstoneServer) -> None:
                     types.CodeAction(
                         title=title,
                         kind=types.CodeActionKind.QuickFix,
-                        diagnostics=[diagnostic],
+                        diagnostics=echoed,
                         is_preferred=single or None,
                         command=types.Command(
                             title=title, command=APPLY, arguments=[doc.uri, hint.id, suggestion]
@@ -138,7 +152,7 @@ def register(ls: InkstoneServer) -> None:
                 types.CodeAction(
                     title=dismiss_title,
                     kind=types.CodeActionKind.QuickFix,
-                    diagnostics=[diagnostic],
+                    diagnostics=echoed,
                     command=types.Command(
                         title=dismiss_title, command=DISMISS, arguments=[doc.uri, hint.id]
                     ),

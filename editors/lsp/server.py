@@ -83,7 +83,9 @@ class InkstoneServer(LanguageServer):
         return http_base(self.settings.server) + "/hints"
 
     def log(self, level: str, text: str) -> None:
-        self.window_log_message(types.LogMessageParams(type=_LEVELS.get(level, 3), message=text))
+        self.window_log_message(
+            types.LogMessageParams(type=_LEVELS.get(level, types.MessageType.Info), message=text)
+        )
 
     # ------------------------------------------------------------ documents
 
@@ -116,7 +118,7 @@ class InkstoneServer(LanguageServer):
         )
         shown = [
             (
-                str(d.data["hint"]),
+                str(d.data["hint"]) if isinstance(d.data, dict) else "",
                 (
                     d.range.start.line,
                     d.range.start.character,

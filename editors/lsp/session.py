@@ -19,6 +19,7 @@ from typing import Literal, Protocol
 
 import websockets
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.typing import Subprotocol
 
 from editors.lsp.settings import TokenError
 from editors.lsp.text import TextChange
@@ -81,7 +82,7 @@ class DocumentSession:
         self.local_text = text  # the editor's (masked) text; state.text lags while over limit
         self.history: dict[int, str] = {}
         self.limits: Limits | None = None
-        self.lang = "zh" if lang == "auto" else lang
+        self.lang: str = "zh" if lang == "auto" else lang  # the welcome says which
         self.over_limit = False
         self.status: Status = "connecting"
         self.scores: Scores | None = None
@@ -120,7 +121,10 @@ class DocumentSession:
                 token = await self._token()
                 self.state.token = token
                 async with connect(
-                    self.url, subprotocols=[SUBPROTOCOL], open_timeout=10, max_size=2**24
+                    self.url,
+                    subprotocols=[Subprotocol(SUBPROTOCOL)],
+                    open_timeout=10,
+                    max_size=2**24,
                 ) as ws:
                     self._ws, self._welcomed = ws, False
                     self._outbox = asyncio.Queue()
