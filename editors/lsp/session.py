@@ -130,6 +130,7 @@ class DocumentSession:
                     self._outbox = asyncio.Queue()
                     await ws.send(encode(self.state.hello()).decode())
                     writer = asyncio.get_running_loop().create_task(self._write(ws))
+                    writer.add_done_callback(_ignore_result)  # a failed send ends the read too
                     try:
                         async for frame in ws:
                             if isinstance(frame, str) and self._receive(decode_server(frame)):
