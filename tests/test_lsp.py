@@ -283,3 +283,19 @@ def test_without_a_token_a_dev_mode_server_hands_one_out(server: LiveServer) -> 
         await client.close()
 
     run(main())
+
+
+def test_hint_codes_page_explains_every_code(server: LiveServer) -> None:
+    """Diagnostics link to /hints#<code>: every code the server can send has a section."""
+    import urllib.request
+
+    from server.hintdocs import EXPLANATIONS, hint_codes
+
+    with urllib.request.urlopen(server.http + "/hints", timeout=10) as response:
+        assert response.headers["content-type"].startswith("text/html")
+        page = response.read().decode()
+    for code in hint_codes():
+        assert f'id="{code}"' in page, code
+        name, zh, en = EXPLANATIONS[code]
+        assert name and zh and en, code
+    assert "语序不当" in page and "错别字" in page
