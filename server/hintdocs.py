@@ -76,6 +76,13 @@ EXPLANATIONS: dict[str, tuple[str, str, str]] = {
     ),
     "lowercase_i": ("首字母大写", "代词 I 总是大写。", "The pronoun “I” is always capital."),
     "double_space": ("多余空格", "单词之间多了空格。", "More than one space between words."),
+    "more": (
+        "更多提示",
+        "同类问题太多时只标出前几处，其余合为一条；全文提示太多时，后面的先不显示，"
+        "改好前面的问题后会陆续出现。",
+        "Too many hints of one kind in a sentence, or in the document: the rest are "
+        "summarised in one hint and appear as the ones above are fixed.",
+    ),
     "space_before_punctuation": (
         "多余空格",
         "标点前不需要空格。",
@@ -95,6 +102,7 @@ def hint_codes() -> dict[str, tuple[str, str]]:
     codes = {code: (info.kind, info.severity) for code, info in RULES.items()}
     codes["misspelling"] = ("spelling", "error")
     codes["faulty_sentence"] = ("grammar", "info")
+    codes["more"] = ("style", "info")  # server.hintcaps: the summary beyond the caps
     for code, (kind, *_rest) in FAULTY_TYPES.items():
         codes[f"faulty_{code.lower()}"] = (kind, "info")
     return codes

@@ -193,6 +193,9 @@ def test_server_restart_resumes_without_losing_an_edit(tmp_path: Path) -> None:
                 await buffer.type("我们去公园。")
                 await editor.wait(lambda: editor.scores[-1].stats.sentences == 2)
                 proc.kill9()
+                await editor.wait(
+                    lambda: any("connection lost" in m.message for m in editor.client.log_messages)
+                )
                 await buffer.type("大家大家一起玩。", delay=0.01)  # typed while it is down
                 await asyncio.sleep(0.3)
                 await asyncio.to_thread(proc.start)
@@ -299,3 +302,34 @@ def test_hint_codes_page_explains_every_code(server: LiveServer) -> None:
         name, zh, en = EXPLANATIONS[code]
         assert name and zh and en, code
     assert "语序不当" in page and "错别字" in page
+
+
+def test_a_short_lived_token_is_renewed_on_the_open_socket(server: LiveServer) -> None:
+    """With ``tokenCommand`` the bridge sends ``reauth`` before the token expires: the
+    session outlives its first token without a reconnect."""
+    import shlex
+    import sys
+
+    mint = (
+        "from server.auth import mint_token; "
+        "print(mint_token(None, user='renew', role='student', class_id='c1', ttl_s=5))"
+    )
+    command = f"{shlex.quote(sys.executable)} -c {shlex.quote(mint)}"
+
+    async def main() -> None:
+        opts = {**options(server, "renew"), "token": None, "tokenCommand": command}
+        async with lsp_editor("neovim", **opts) as editor:
+            buffer = editor.open("renew.txt", "今天天气很好。")
+            await editor.wait(lambda: editor.scores)
+            await editor.wait(
+                lambda: any("token renewed" in m.message for m in editor.client.log_messages),
+                timeout=20,
+            )
+            await asyncio.sleep(6)  # past the first token's expiry
+            await buffer.type("我们我们去公园。")
+            found = await editor.wait_diagnostic(buffer, "repeated_word")
+            assert buffer.span(found) == "我们我们"
+            logged = [m.message for m in editor.client.log_messages]
+            assert not any("connection lost" in m for m in logged), logged
+
+    run(asyncio.wait_for(main(), 60))

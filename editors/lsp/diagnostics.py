@@ -50,6 +50,7 @@ LABELS: dict[str, tuple[str, str]] = {
     "lowercase_i": ("首字母大写", "Capital I"),
     "double_space": ("多余空格", "Double space"),
     "space_before_punctuation": ("多余空格", "Space before punctuation"),
+    "more": ("更多提示", "More hints"),  # the server's summary beyond its hint caps
 }
 
 SEVERITIES: dict[str, types.DiagnosticSeverity | None] = {

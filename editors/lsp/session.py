@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Literal, Protocol
 
@@ -34,6 +35,7 @@ from protocol import (
     Lang,
     Limits,
     PeerError,
+    Reauthed,
     Scores,
     ServerMessage,
     Welcome,
@@ -95,6 +97,7 @@ class DocumentSession:
         self._overloaded = False
         self._refused = False
         self._resync_handle: asyncio.TimerHandle | None = None
+        self._reauth_handle: asyncio.TimerHandle | None = None
         self._task: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------ lifecycle
@@ -104,8 +107,9 @@ class DocumentSession:
 
     async def close(self) -> None:
         self._closed = True
-        if self._resync_handle is not None:
-            self._resync_handle.cancel()
+        for handle in (self._resync_handle, self._reauth_handle):
+            if handle is not None:
+                handle.cancel()
         if self._ws is not None:
             with contextlib.suppress(Exception):
                 await self._ws.close()
@@ -143,9 +147,12 @@ class DocumentSession:
             except (OSError, TimeoutError, websockets.WebSocketException, PeerError) as exc:
                 log.info("%s: socket closed (%s)", self.doc, exc)
             finally:
+                was_open = self._welcomed
                 self._ws, self._welcomed = None, False
             if self._closed:
                 break
+            if was_open:
+                self.events.on_problem(self, "info", f"{self.doc}: connection lost; reconnecting")
             if self._refused:
                 self._refused, backoff = False, 30.0  # a new token or setting may fix it
             self._set_status("offline", "reconnecting to the Inkstone server")
@@ -232,6 +239,11 @@ class DocumentSession:
             self.events.on_scores(self, message)
         elif isinstance(message, Error):
             self._on_error(message)
+        if isinstance(message, Welcome | Reauthed) and message.token_expires:
+            self._schedule_reauth(message.token_expires)
+        if isinstance(message, Reauthed):
+            until = time.strftime("%H:%M UTC", time.gmtime(message.token_expires))
+            self.events.on_problem(self, "info", f"{self.doc}: token renewed (until {until})")
         for reply in replies:
             self._send(reply)
         if isinstance(message, Welcome) and self.over_limit is False:
@@ -256,6 +268,35 @@ class DocumentSession:
                 task.add_done_callback(_ignore_result)
         elif error.code != "version_mismatch":
             log.warning("%s: server error %s: %s", self.doc, error.code, error.message)
+
+    def _schedule_reauth(self, expires: float) -> None:
+        """A minute before the session's token expires, present a fresh one (from
+        ``tokenCommand`` or the dev server) on the open socket, keeping the session."""
+        if self._reauth_handle is not None:
+            self._reauth_handle.cancel()
+        delay = max(1.0, expires - time.time() - 60)
+        loop = asyncio.get_running_loop()
+        self._reauth_handle = loop.call_later(delay, self._spawn_reauth)
+
+    def _spawn_reauth(self) -> None:
+        self._reauth_handle = None
+        task = asyncio.get_running_loop().create_task(self._reauth())
+        task.add_done_callback(_ignore_result)
+
+    async def _reauth(self) -> None:
+        old = self.state.token
+        self._invalidate_token()
+        try:
+            token = await self._token()
+        except TokenError as exc:
+            self.events.on_problem(self, "warning", f"{self.doc}: no fresh token: {exc}")
+            return
+        if token != old and self._welcomed:
+            self._send(self.state.reauth(token))
+        elif token == old:
+            self.events.on_problem(
+                self, "warning", f"{self.doc}: the token expires soon; configure a new one"
+            )
 
     def _schedule_resync(self) -> None:
         if self.state.resync_due_ms is None or self._resync_handle is not None:
