@@ -24,8 +24,10 @@ __all__ = ["add_arguments", "main"]
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stdio", action="store_true", help="talk LSP on stdio (the default)")
-    parser.add_argument("--server", default=None, help="socket URL (default: the editor's setting)")
-    parser.add_argument("--token", default=None, help="token (default: the editor's setting)")
+    parser.add_argument(
+        "--server", default=None, help="socket URL unless the editor sets one (default: local)"
+    )
+    parser.add_argument("--token", default=None, help="token unless the editor sets one")
     parser.add_argument("--log-file", default=None, help="write the bridge's log here")
 
 
