@@ -119,15 +119,34 @@ def apply_lsp_changes(
     return text, out
 
 
+def _common_prefix(a: str, b: str, limit: int) -> int:
+    """Length of the common prefix, by binary search over slice comparisons (C speed: a
+    50,000-character document costs well under a millisecond, a Python loop ~10 ms)."""
+    lo, hi = 0, limit
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if a[:mid] == b[:mid]:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+def _common_suffix(a: str, b: str, limit: int) -> int:
+    lo, hi = 0, limit
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if a[len(a) - mid :] == b[len(b) - mid :]:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
 def diff_change(old: str, new: str) -> TextChange:
     """The one change (common prefix and suffix kept) that turns ``old`` into ``new``."""
-    limit = min(len(old), len(new))
-    prefix = 0
-    while prefix < limit and old[prefix] == new[prefix]:
-        prefix += 1
-    suffix = 0
-    while suffix < limit - prefix and old[-1 - suffix] == new[-1 - suffix]:
-        suffix += 1
+    prefix = _common_prefix(old, new, min(len(old), len(new)))
+    suffix = _common_suffix(old, new, min(len(old), len(new)) - prefix)
     return TextChange(prefix, len(old) - suffix, new[prefix : len(new) - suffix])
 
 
