@@ -59,6 +59,9 @@ class OpenDocument:
     last_edit: float = 0.0
     dismissed: set[str] = field(default_factory=set)
     published: list[tuple[str, tuple[int, int, int, int]]] | None = None
+    _diagnostics: dict[tuple[object, ...], types.Diagnostic | None] = field(
+        default_factory=dict, repr=False
+    )
 
     def __post_init__(self) -> None:
         self.remask(self.mask_kind)
@@ -132,11 +135,18 @@ class OpenDocument:
         docs_url: str | None,
     ) -> list[types.Diagnostic]:
         index = LineIndex(self.text, encoding)
+        setting = (encoding, lang, tuple(sorted(severities.items())), docs_url)
+        cache, self._diagnostics = self._diagnostics, {}
         out = []
         for live in hints:
-            diagnostic = to_diagnostic(
-                live, index, lang=lang, severities=severities, docs_url=docs_url
+            # a Diagnostic costs ~10x its positions: reuse the ones an edit did not move
+            key = (live.hint.id, index.position(live.start), index.position(live.end), setting)
+            diagnostic = (
+                cache[key]
+                if key in cache
+                else to_diagnostic(live, index, lang=lang, severities=severities, docs_url=docs_url)
             )
+            self._diagnostics[key] = diagnostic
             if diagnostic is not None:
                 out.append(diagnostic)
         return out

@@ -73,6 +73,9 @@ _LATEX = re.compile(
 )
 
 
+_BLANK = re.compile(r"[^\r\n]")
+
+
 def mask_kind(language_id: str, uri: str, setting: str = "auto") -> MaskKind:
     """Which masking applies: the ``mask`` setting wins, else the language id or extension."""
     if setting in ("markdown", "latex", "none"):
@@ -111,7 +114,9 @@ def mask(text: str, kind: MaskKind) -> tuple[str, list[tuple[int, int]]]:
     last = 0
     for start, end in spans:
         parts.append(text[last:start])
-        parts.append(re.sub(r"[^\r\n]", " ", text[start:end]))
+        chunk = text[start:end]
+        multiline = "\n" in chunk or "\r" in chunk
+        parts.append(_BLANK.sub(" ", chunk) if multiline else " " * len(chunk))
         last = end
     parts.append(text[last:])
     return "".join(parts), spans
