@@ -52,6 +52,7 @@ class InkstoneServer(LanguageServer):
         self._progress_locks: dict[str, asyncio.Lock] = {}
         self._tokens = itertools.count(1)
         self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._shown: set[str] = set()
 
     # ------------------------------------------------------------ helpers
 
@@ -168,6 +169,11 @@ class InkstoneServer(LanguageServer):
 
     def on_problem(self, session: DocumentSession, level: str, text: str) -> None:
         self.log(level, text)
+        if level == "error" and text not in self._shown:  # e.g. no token: say it once, aloud
+            self._shown.add(text)
+            self.window_show_message(
+                types.ShowMessageParams(type=types.MessageType.Error, message=f"Inkstone: {text}")
+            )
         doc = self.doc_of(session)
         if doc is not None and session.over_limit:
             self.publish(doc)
