@@ -333,3 +333,22 @@ def test_a_short_lived_token_is_renewed_on_the_open_socket(server: LiveServer) -
             assert not any("connection lost" in m for m in logged), logged
 
     run(asyncio.wait_for(main(), 60))
+
+
+def test_no_token_and_no_server_is_said_aloud_not_silent() -> None:
+    from tests.conftest import free_socket
+
+    sock = free_socket()
+    port = sock.getsockname()[1]
+    sock.close()  # nothing listens there
+
+    async def main() -> None:
+        url = f"ws://127.0.0.1:{port}/v1/ws"
+        async with lsp_editor("visual-studio-code", server=url) as editor:
+            editor.open("lonely.txt", "今天天气很好。")
+            await editor.wait(lambda: editor.client.messages)
+            message = editor.client.messages[0]
+            assert message.type == types.MessageType.Error
+            assert "no token configured" in message.message and "tokenCommand" in message.message
+
+    run(asyncio.wait_for(main(), 30))
