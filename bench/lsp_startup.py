@@ -7,6 +7,7 @@ modules the bridge process mapped (none of the model stack may appear).
 
     python3 bench/lsp_startup.py                       # python -m editors.lsp
     python3 bench/lsp_startup.py --cmd inkstone lsp    # through the console script
+    python3 bench/lsp_startup.py --baseline            # a bare Python responder: the floor
 """
 
 from __future__ import annotations
@@ -21,6 +22,25 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+# The floor: a bare Python process that answers initialize (what any Python LSP costs here).
+BASELINE = r"""
+import json, sys
+inp, out = sys.stdin.buffer, sys.stdout.buffer
+while True:
+    length = 0
+    while (line := inp.readline()) not in (b"\r\n", b"\n", b""):
+        if line.lower().startswith(b"content-length:"):
+            length = int(line.split(b":")[1])
+    if not length:
+        break
+    message = json.loads(inp.read(length))
+    if message.get("method") == "exit":
+        break
+    if "id" in message:
+        body = json.dumps({"jsonrpc": "2.0", "id": message["id"], "result": {}}).encode()
+        out.write(b"Content-Length: %d\r\n\r\n" % len(body) + body)
+        out.flush()
+"""
 HEAVY = ("onnxruntime", "numpy", "jieba", "sentencepiece", "uvicorn", "starlette")
 
 
@@ -78,9 +98,12 @@ def once(cmd: list[str], env: dict[str, str]) -> tuple[float, float, list[str]]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--baseline", action="store_true", help="time a bare Python responder")
     parser.add_argument("--cmd", nargs=argparse.REMAINDER, default=None)
     args = parser.parse_args()
     cmd = args.cmd or [sys.executable, "-m", "editors.lsp"]
+    if args.baseline:
+        cmd = [sys.executable, "-c", BASELINE]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     once(cmd, env)  # warm the page cache and .pyc files
     times, cpus, loaded = [], [], set()
@@ -91,8 +114,9 @@ def main() -> int:
         loaded.update(heavy)
     ms = lambda values, f: f"{f(values) * 1000:.0f}"  # noqa: E731
     load = os.getloadavg()[0]
+    name = "baseline (bare Python)" if args.baseline else " ".join(cmd)
     print(
-        f"{' '.join(cmd)} ({args.runs} runs, {os.cpu_count()} CPUs, load {load:.1f}):\n"
+        f"{name} ({args.runs} runs, {os.cpu_count()} CPUs, load {load:.1f}):\n"
         f"  initialize answered after: min {ms(times, min)} ms, median "
         f"{ms(times, statistics.median)} ms, max {ms(times, max)} ms (wall clock)\n"
         f"  CPU used by then: min {ms(cpus, min)} ms, median {ms(cpus, statistics.median)} ms\n"

@@ -8,20 +8,22 @@ the masked text is diffed instead (a typed ``` can re-mask everything after it).
 
 from __future__ import annotations
 
-import hashlib
 import re
 import time
 from bisect import bisect_left
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from lsprotocol import types
 
 from editors.lsp.diagnostics import label, to_diagnostic
 from editors.lsp.mask import MaskKind, mask
 from editors.lsp.sentences import LiveHint, SentenceRecord, SentenceStore
-from editors.lsp.session import DocumentSession
 from editors.lsp.text import LineIndex, LspEncoding, TextChange, apply_lsp_changes, diff_change
+
+if TYPE_CHECKING:
+    from editors.lsp.session import DocumentSession
 
 __all__ = ["OpenDocument", "doc_name", "sentence_ended"]
 
@@ -34,6 +36,8 @@ def doc_name(uri: str) -> str:
     """A stable protocol document name for a file: its name plus a hash of its URI."""
     stem = uri.rstrip("/").rsplit("/", 1)[-1] or "untitled"
     stem = re.sub(r"[^\w.\-]+", "_", stem)[:60]
+    import hashlib  # not before a document opens (start-up time)
+
     digest = hashlib.blake2b(uri.encode(), digest_size=5).hexdigest()
     return f"{stem}-{digest}"
 

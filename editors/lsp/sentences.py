@@ -11,12 +11,16 @@ edited back counts again; one still being edited counts when new hints arrive.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from editors.lsp.text import TextChange, diff_change, map_span
-from protocol import Hint, Hints
+
+if TYPE_CHECKING:
+    from protocol import Hint, Hints
 
 __all__ = ["LiveHint", "SentenceRecord", "SentenceStore"]
 
@@ -117,15 +121,4 @@ class SentenceStore:
 
 
 def _shift(hint: Hint, delta: int) -> Hint:
-    return Hint(
-        hint.id,
-        hint.kind,
-        hint.code,
-        hint.severity,
-        hint.start + delta,
-        hint.end + delta,
-        hint.message,
-        hint.suggestions,
-        hint.confidence,
-        hint.source,
-    )
+    return dataclasses.replace(hint, start=hint.start + delta, end=hint.end + delta)

@@ -12,18 +12,20 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import orjson
 from lsprotocol import types
 from pygls.lsp.server import LanguageServer
 
 from editors.lsp.document import LspChange, OpenDocument
 from editors.lsp.mask import mask_kind
-from editors.lsp.session import DocumentSession, Status
 from editors.lsp.settings import Settings, http_base, resolve_token
 from editors.lsp.text import LspEncoding
-from protocol import Hints, Scores, encode
+
+if TYPE_CHECKING:  # the socket layer (websockets, protocol/) loads with the first document,
+    # off the path to the `initialize` answer (start-up time: bench/lsp_startup.py)
+    from editors.lsp.session import DocumentSession, Status
+    from protocol import Hints, Scores
 
 __all__ = ["InkstoneServer", "create_server"]
 
@@ -91,6 +93,8 @@ class InkstoneServer(LanguageServer):
     # ------------------------------------------------------------ documents
 
     def start_session(self, doc: OpenDocument) -> None:
+        from editors.lsp.session import DocumentSession
+
         lang = self.settings.lang if self.settings.lang in ("zh", "en") else "auto"
         doc.session = DocumentSession(
             self.settings.server,
@@ -163,6 +167,10 @@ class InkstoneServer(LanguageServer):
     def on_scores(self, session: DocumentSession, message: Scores) -> None:
         doc = self.doc_of(session)
         if doc is not None:
+            import orjson
+
+            from protocol import encode
+
             wire = orjson.loads(encode(message))  # nested dataclasses become plain JSON
             wire.pop("type", None)
             self.protocol.notify("inkstone/scores", {"uri": doc.uri, **wire})

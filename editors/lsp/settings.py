@@ -15,8 +15,6 @@ from __future__ import annotations
 import getpass
 import json
 import shlex
-import subprocess
-import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -88,6 +86,9 @@ def http_base(ws_url: str) -> str:
 
 def resolve_token(settings: Settings, timeout: float = 10.0) -> str:
     """The token to send in ``hello`` (blocking: run it off the event loop)."""
+    import subprocess  # here, not at start-up
+    import urllib.request
+
     if settings.token:
         return settings.token
     if settings.token_command:
