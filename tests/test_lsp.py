@@ -350,5 +350,11 @@ def test_no_token_and_no_server_is_said_aloud_not_silent() -> None:
             message = editor.client.messages[0]
             assert message.type == types.MessageType.Error
             assert "no token configured" in message.message and "tokenCommand" in message.message
+        # with a token, the bridge keeps trying, and says so in the log
+        async with lsp_editor("visual-studio-code", server=url, token="t") as editor:
+            editor.open("lonely.txt", "今天天气很好。")
+            await editor.wait(
+                lambda: any("cannot reach" in m.message for m in editor.client.log_messages)
+            )
 
     run(asyncio.wait_for(main(), 30))

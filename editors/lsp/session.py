@@ -96,6 +96,7 @@ class DocumentSession:
         self._closed = False
         self._overloaded = False
         self._refused = False
+        self._said_unreachable = False
         self._resync_handle: asyncio.TimerHandle | None = None
         self._reauth_handle: asyncio.TimerHandle | None = None
         self._task: asyncio.Task[None] | None = None
@@ -146,6 +147,14 @@ class DocumentSession:
                 backoff = max(backoff, 5.0)
             except (OSError, TimeoutError, websockets.WebSocketException, PeerError) as exc:
                 log.info("%s: socket closed (%s)", self.doc, exc)
+                if self.connects == 0 and not self._said_unreachable:
+                    self._said_unreachable = True
+                    self.events.on_problem(
+                        self,
+                        "warning",
+                        f"cannot reach the Inkstone server at {self.url} "
+                        f"({exc or type(exc).__name__}); retrying",
+                    )
             finally:
                 was_open = self._welcomed
                 self._ws, self._welcomed = None, False
