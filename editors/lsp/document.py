@@ -61,6 +61,7 @@ class OpenDocument:
     store: SentenceStore = field(default_factory=SentenceStore)
     caret: int | None = None  # where the last change ended: the caret, as far as LSP tells
     last_edit: float = 0.0
+    own_edit: bool = False  # the next change is a quick fix we applied: not typing
     dismissed: set[str] = field(default_factory=set)
     published: list[tuple[str, tuple[int, int, int, int]]] | None = None
     _diagnostics: dict[tuple[object, ...], types.Diagnostic | None] = field(
@@ -86,7 +87,9 @@ class OpenDocument:
         changes = list(changes)
         text, raw = apply_lsp_changes(self.text, changes, encoding)
         self.text, self.version = text, version
-        if raw:
+        if raw and self.own_edit:
+            self.own_edit = False
+        elif raw:
             last = raw[-1]
             self.caret = last.start + len(last.text)
             self.last_edit = time.monotonic()

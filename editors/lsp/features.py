@@ -198,6 +198,7 @@ def register(ls: InkstoneServer) -> None:
             )
         else:
             edit = types.WorkspaceEdit(changes={uri: [text_edit]})
+        doc.own_edit = True
         result = await ls.workspace_apply_edit_async(
             types.ApplyWorkspaceEditParams(edit=edit, label="Inkstone")
         )
