@@ -202,7 +202,10 @@ def register(ls: InkstoneServer) -> None:
         result = await ls.workspace_apply_edit_async(
             types.ApplyWorkspaceEditParams(edit=edit, label="Inkstone")
         )
-        return bool(result and result.applied)
+        applied = bool(result and result.applied)
+        if not applied:
+            doc.own_edit = False
+        return applied
 
     @ls.command(DISMISS)
     def dismiss(ls: InkstoneServer, *args: Any) -> bool:
