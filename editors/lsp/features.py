@@ -41,7 +41,7 @@ def register(ls: InkstoneServer) -> None:
     ) -> None:
         previous = ls.settings
         given = params.settings
-        if isinstance(given, dict) and given.get("inkstone") is not None:
+        if isinstance(given, dict) and given:  # {"inkstone": {...}} or the keys themselves
             ls.settings = ls.base_settings.merged(given)
         else:
             await ls.pull_configuration()

@@ -232,21 +232,21 @@ class InkstoneServer(LanguageServer):
             self.settings = self.base_settings.merged(result[0])
 
     async def apply_settings(self, previous: Settings) -> None:
-        if previous.connection_key() != self.settings.connection_key():
+        """Apply changed settings live: masks, severities, and (server, token, language)
+        by reopening every document's socket."""
+        reconnect = previous.connection_key() != self.settings.connection_key()
+        if reconnect:
             self.forget_token()
-            for doc in self.docs.values():
-                if doc.session is not None:
-                    await doc.session.close()
+        for doc in list(self.docs.values()):
+            before = doc.masked
+            doc.remask(mask_kind(doc.language_id, doc.uri, self.settings.mask))
+            if reconnect or before != doc.masked:
                 doc.store.clear()
+            if reconnect and doc.session is not None:
+                await doc.session.close()
                 self.start_session(doc)
-        for doc in self.docs.values():
-            kind = mask_kind(doc.language_id, doc.uri, self.settings.mask)
-            if kind != doc.mask_kind:
-                before = doc.masked
-                doc.remask(kind)
-                if doc.session is not None and before != doc.masked:
-                    doc.store.clear()
-                    doc.session.change(None, doc.masked)
+            elif doc.session is not None and before != doc.masked:
+                doc.session.change(None, doc.masked)
             self.publish(doc, force=True)
 
 
