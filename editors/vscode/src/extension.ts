@@ -104,7 +104,14 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
       if (event.affectsConfiguration("inkstone.path")) await restart();
     }),
   );
-  await startClient(context, board, status);
+  try {
+    await startClient(context, board, status);
+  } catch (err) {
+    const { command } = serverCommand(readConfig());
+    void vscode.window.showErrorMessage(
+      `Inkstone: could not start \`${command} lsp\` (${String(err)}). Set "inkstone.path".`,
+    );
+  }
   refresh(board, status);
 }
 
