@@ -73,9 +73,20 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
   status.command = "inkstone.showTraits";
   context.subscriptions.push(status);
 
+  const launch = async () => {
+    try {
+      await startClient(context, board, status);
+    } catch (err) {
+      const { command } = serverCommand(readConfig());
+      void vscode.window.showErrorMessage(
+        `Inkstone: could not start \`${command} lsp\` (${String(err)}). Set "inkstone.path".`,
+      );
+    }
+  };
   const restart = async () => {
     if (client) await client.stop();
-    await startClient(context, board, status);
+    client = undefined;
+    await launch();
   };
   context.subscriptions.push(
     vscode.commands.registerCommand("inkstone.restart", restart),
@@ -104,14 +115,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
       if (event.affectsConfiguration("inkstone.path")) await restart();
     }),
   );
-  try {
-    await startClient(context, board, status);
-  } catch (err) {
-    const { command } = serverCommand(readConfig());
-    void vscode.window.showErrorMessage(
-      `Inkstone: could not start \`${command} lsp\` (${String(err)}). Set "inkstone.path".`,
-    );
-  }
+  await launch();
   refresh(board, status);
 }
 
