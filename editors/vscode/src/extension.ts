@@ -84,7 +84,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     }
   };
   const restart = async () => {
-    if (client) await client.stop();
+    if (client) await client.stop().catch(() => undefined); // it may never have started
     client = undefined;
     await launch();
   };
