@@ -358,3 +358,31 @@ def test_no_token_and_no_server_is_said_aloud_not_silent() -> None:
             )
 
     run(asyncio.wait_for(main(), 30))
+
+
+def test_quota_and_document_caps_are_told_once(tmp_path: Path) -> None:
+    """The server's per-student caps: the student hears why, once, not per keystroke."""
+    settings = Settings(
+        data_dir=tmp_path, storage_quota_bytes=3000, max_documents_per_student=1, **FAST
+    )
+    with ThreadServer(settings, load_models=False) as live:
+
+        async def main() -> None:
+            async with lsp_editor("visual-studio-code", **options(live, "capped")) as editor:
+                buffer = editor.open("first.txt", "今天天气很好。")
+                await editor.wait(lambda: editor.scores)
+                for _ in range(6):  # well past the quota, as fast as an editor can send
+                    await buffer.type("我们一起去公园玩，" * 20, delay=0)
+                    await asyncio.sleep(0.2)
+                # the burst was paced and coalesced: never over the server's rate limit
+                assert not any("rate_limited" in m.message for m in editor.client.log_messages)
+                await editor.wait(
+                    lambda: any("storage_quota" in m.message for m in editor.client.log_messages)
+                )
+                told = [m for m in editor.client.log_messages if "storage_quota" in m.message]
+                assert len(told) == 1, [m.message for m in told]
+                editor.open("second.txt", "第二篇。")  # one document per student here
+                await editor.wait(lambda: editor.client.messages)
+                assert "too_many_documents" in editor.client.messages[0].message
+
+        run(asyncio.wait_for(main(), 60))

@@ -23,7 +23,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.typing import Subprotocol
 
 from editors.lsp.settings import TokenError
-from editors.lsp.text import TextChange
+from editors.lsp.text import TextChange, diff_change
 from protocol import (
     SUBPROTOCOL,
     Ack,
@@ -48,7 +48,11 @@ __all__ = ["DocumentSession", "SessionEvents", "Status"]
 log = logging.getLogger("inkstone.lsp")
 Status = Literal["connecting", "pending", "idle", "overloaded", "offline"]
 HISTORY = 256  # acknowledged versions whose text is kept
-AUTH_ERRORS = ("unauthorized", "token_expired", "forbidden")
+MAX_IN_FLIGHT = 4  # operations awaiting their ack; later typing is coalesced (see _flush)
+# and edits are paced to half the server's announced message rate (see _wait)
+AUTH_ERRORS = ("unauthorized", "token_expired", "forbidden", "too_many_documents")
+# refusals the student should hear about (once per kind in a row, not per keystroke)
+TOLD_ERRORS = ("doc_too_large", "storage", "storage_quota", "rate_limited", "frame_too_large")
 
 
 class SessionEvents(Protocol):
@@ -97,6 +101,9 @@ class DocumentSession:
         self._overloaded = False
         self._refused = False
         self._said_unreachable = False
+        self._last_told: str | None = None
+        self._last_edit_at = 0.0
+        self._flush_handle: asyncio.TimerHandle | None = None
         self._resync_handle: asyncio.TimerHandle | None = None
         self._reauth_handle: asyncio.TimerHandle | None = None
         self._task: asyncio.Task[None] | None = None
@@ -108,7 +115,7 @@ class DocumentSession:
 
     async def close(self) -> None:
         self._closed = True
-        for handle in (self._resync_handle, self._reauth_handle):
+        for handle in (self._resync_handle, self._reauth_handle, self._flush_handle):
             if handle is not None:
                 handle.cancel()
         if self._ws is not None:
@@ -147,6 +154,20 @@ class DocumentSession:
                 backoff = max(backoff, 5.0)
             except (OSError, TimeoutError, websockets.WebSocketException, PeerError) as exc:
                 log.info("%s: socket closed (%s)", self.doc, exc)
+                received = getattr(exc, "rcvd", None)
+                if getattr(received, "code", None) in (1008, 1009):
+                    # closed for misbehaving (e.g. a burst over the rate limit): never
+                    # reconnect at once, which would resend the same burst
+                    backoff = max(backoff, 2.0)
+                    if self._last_told != "closed":
+                        self._last_told = "closed"
+                        reason = getattr(received, "reason", "") or "policy"
+                        self.events.on_problem(
+                            self,
+                            "warning",
+                            f"{self.doc}: the server closed the connection "
+                            f"({reason}); reconnecting in {backoff:g} s",
+                        )
                 if self.connects == 0 and not self._said_unreachable:
                     self._said_unreachable = True
                     self.events.on_problem(
@@ -166,7 +187,7 @@ class DocumentSession:
                 self._refused, backoff = False, 30.0  # a new token or setting may fix it
             self._set_status("offline", "reconnecting to the Inkstone server")
             await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, 5.0)
+            backoff = min(backoff * 2, max(backoff, 5.0))
 
     # ------------------------------------------------------------ outgoing
 
@@ -181,31 +202,53 @@ class DocumentSession:
         if self.over_limit:
             self.over_limit = False
             self.events.on_problem(self, "info", f"{self.doc}: under the limit again; checking")
-            self._sync_whole()
-            return
-        if self.state.version is None:
-            self.state.text = new_text
-            return
-        if change is None or self.state.text != previous or self.state.resync_due_ms is not None:
-            self._sync_whole()
-            return
-        edit = self.state.change(change.start, change.end, change.text)
-        if edit is not None:
-            self._send(edit)
-        self._update_status()
+        in_step = self.state.text == previous and len(self.state.pending) < MAX_IN_FLIGHT
+        if change is not None and in_step and self._can_send() and self._wait() <= 0:
+            self._send_edit(change)
+            self._update_status()
+        else:
+            self._flush()
 
     def dismiss(self, hint_id: str) -> None:
         self._send(Dismiss(hint=hint_id))
 
-    def _sync_whole(self) -> None:
-        if self.state.version is None:
-            self.state.text = self.local_text
-        elif self.state.text != self.local_text:
-            if self.state.resync_due_ms is None:
-                self._send(self.state.replace(self.local_text))
+    def _can_send(self) -> bool:
+        return self.state.version is not None and self.state.resync_due_ms is None
+
+    def _flush(self) -> None:
+        """Bring the server up to the local text with one edit (the diff of everything not
+        sent yet), once fewer than ``MAX_IN_FLIGHT`` operations await their ack. Typing
+        faster than the acks come back is coalesced instead of queued message by message,
+        so a burst never runs into the server's rate limit."""
+        if not self._can_send() or self.over_limit:
+            if self.state.version is None or self.state.resync_due_ms is not None:
+                self.state.text = self.local_text  # goes out with the welcome's or the resync's
+        elif self.state.text != self.local_text and len(self.state.pending) < MAX_IN_FLIGHT:
+            wait = self._wait()
+            if wait > 0:
+                if self._flush_handle is None:
+                    loop = asyncio.get_running_loop()
+                    self._flush_handle = loop.call_later(wait, self._flush_later)
             else:
-                self.state.text = self.local_text  # goes out with the resync
+                self._send_edit(diff_change(self.state.text, self.local_text))
         self._update_status()
+
+    def _flush_later(self) -> None:
+        self._flush_handle = None
+        self._flush()
+
+    def _wait(self) -> float:
+        """Seconds until the next edit may go: half the announced message rate, since the
+        budget is shared by all of the user's connections (one per open document)."""
+        rate = self.limits.max_messages_per_second if self.limits is not None else 40.0
+        interval = 2.0 / max(rate, 1.0)
+        return self._last_edit_at + interval - time.monotonic()
+
+    def _send_edit(self, change: TextChange) -> None:
+        edit = self.state.change(change.start, change.end, change.text)
+        if edit is not None:
+            self._last_edit_at = time.monotonic()
+            self._send(edit)
 
     def _send(self, message: ClientMessage) -> None:
         if self._ws is None or not self._welcomed:
@@ -221,6 +264,7 @@ class DocumentSession:
 
     def _receive(self, message: ServerMessage) -> bool:
         """Handle one server message; True on a welcome."""
+        flush = False
         if isinstance(message, Welcome):
             self.limits = message.limits
             self.lang = message.lang if message.lang in ("zh", "en") else self.lang
@@ -235,6 +279,8 @@ class DocumentSession:
             self.connects += 1
             self.history[message.version] = message.text
         elif isinstance(message, Ack) and self.state.version == message.version:
+            self._last_told = None  # stored again: a new refusal will be told
+            flush = True
             self.history[message.version] = self.state.confirmed_text
             while len(self.history) > HISTORY:
                 del self.history[min(self.history)]
@@ -255,8 +301,10 @@ class DocumentSession:
             self.events.on_problem(self, "info", f"{self.doc}: token renewed (until {until})")
         for reply in replies:
             self._send(reply)
+        if flush:
+            self._flush()
         if isinstance(message, Welcome) and self.over_limit is False:
-            self._sync_whole()  # typed while offline beyond what the resume replays
+            self._flush()  # typed while offline beyond what the resume replays
         self._schedule_resync()
         self._update_status()
         return isinstance(message, Welcome)
@@ -266,8 +314,11 @@ class DocumentSession:
             self._overloaded = True
             retry = f" (retry in {error.retry_after_ms} ms)" if error.retry_after_ms else ""
             self._set_status("overloaded", f"the server is busy; feedback is delayed{retry}")
-        elif error.code == "doc_too_large":
-            self.events.on_problem(self, "warning", f"{self.doc}: {error.message}")
+        elif error.code in TOLD_ERRORS:
+            if error.code != self._last_told:
+                self._last_told = error.code
+                told = f"{self.doc}: {error.code}: {error.message}"
+                self.events.on_problem(self, "warning", told)
         elif error.code in AUTH_ERRORS and not self._welcomed:
             self._invalidate_token()
             self._refused = True
