@@ -8,6 +8,7 @@ modules the bridge process mapped (none of the model stack may appear).
     python3 bench/lsp_startup.py                       # python -m editors.lsp
     python3 bench/lsp_startup.py --cmd inkstone lsp    # through the console script
     python3 bench/lsp_startup.py --baseline            # a bare Python responder: the floor
+    python3 bench/lsp_startup.py --pygls               # pygls with no features: its own cost
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ while True:
         out.write(b"Content-Length: %d\r\n\r\n" % len(body) + body)
         out.flush()
 """
+# A pygls server with no features: what pygls itself costs (the issue mandates pygls).
+PYGLS = "from pygls.lsp.server import LanguageServer; LanguageServer('bare', '0').start_io()"
 HEAVY = ("onnxruntime", "numpy", "jieba", "sentencepiece", "uvicorn", "starlette")
 
 
@@ -99,11 +102,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--baseline", action="store_true", help="time a bare Python responder")
+    parser.add_argument("--pygls", action="store_true", help="time a featureless pygls server")
     parser.add_argument("--cmd", nargs=argparse.REMAINDER, default=None)
     args = parser.parse_args()
     cmd = args.cmd or [sys.executable, "-m", "editors.lsp"]
     if args.baseline:
         cmd = [sys.executable, "-c", BASELINE]
+    if args.pygls:
+        cmd = [sys.executable, "-c", PYGLS]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     once(cmd, env)  # warm the page cache and .pyc files
     times, cpus, loaded = [], [], set()
@@ -115,6 +121,8 @@ def main() -> int:
     ms = lambda values, f: f"{f(values) * 1000:.0f}"  # noqa: E731
     load = os.getloadavg()[0]
     name = "baseline (bare Python)" if args.baseline else " ".join(cmd)
+    if args.pygls:
+        name = "featureless pygls server"
     print(
         f"{name} ({args.runs} runs, {os.cpu_count()} CPUs, load {load:.1f}):\n"
         f"  initialize answered after: min {ms(times, min)} ms, median "
