@@ -386,3 +386,28 @@ def test_quota_and_document_caps_are_told_once(tmp_path: Path) -> None:
                 assert "too_many_documents" in editor.client.messages[0].message
 
         run(asyncio.wait_for(main(), 60))
+
+
+def test_hints_in_parts_are_merged_on_open_and_on_reopen(server: LiveServer) -> None:
+    """More sentences than one hints frame carries (200): every part counts, also when
+    the whole set comes again after a reopen (its first part replaces, the rest add)."""
+    sentences = [f"这是第{i}句。" for i in range(260)]
+    sentences[5] = "我们我们去公园。"
+    sentences[250] = "大家大家一起玩。"
+    text = "".join(sentences)
+
+    async def open_and_check() -> None:
+        async with lsp_editor("emacs", **options(server, "parts")) as editor:
+            buffer = editor.open("parts.txt", text)
+            await editor.wait(
+                lambda: (
+                    sorted(buffer.span(d) for d in editor.diagnostics(buffer))
+                    == ["大家大家", "我们我们"]
+                )
+            )
+
+    async def main() -> None:
+        await open_and_check()  # the first analysis: 260 sentences in two hints frames
+        await open_and_check()  # reopened: the stored analysis, again in two frames
+
+    run(asyncio.wait_for(main(), 60))
