@@ -121,9 +121,6 @@ def render() -> str:
     return (
         "<!doctype html><html lang=zh><meta charset=utf-8>"
         "<meta name=viewport content='width=device-width'>"
-        "<title>Inkstone 提示说明 · hint codes</title>"
-        "<style>body{font:16px/1.6 system-ui,sans-serif;max-width:46em;margin:2em auto;"
-        "padding:0 1em}section{border-top:1px solid #ddd}.meta{color:#777}"
-        "section:target{background:#fff8d8}</style>"
+        "<title>Inkstone 提示说明 · hint codes</title>"  # no inline style: the CSP forbids it
         "<h1>Inkstone 提示说明 <small>hint codes</small></h1>" + "".join(rows) + "</html>"
     )

@@ -411,3 +411,25 @@ def test_hints_in_parts_are_merged_on_open_and_on_reopen(server: LiveServer) -> 
         await open_and_check()  # reopened: the stored analysis, again in two frames
 
     run(asyncio.wait_for(main(), 60))
+
+
+def test_files_opened_beyond_the_session_budget_connect_when_allowed(tmp_path: Path) -> None:
+    """The server admits a user's hellos at a rate (a burst for an editor opening many
+    files); a refused hello is retried when the server says, and every file is checked."""
+    settings = Settings(data_dir=tmp_path, max_sessions_per_second=4.0, session_burst=2, **FAST)
+    with ThreadServer(settings, load_models=False) as live:
+
+        async def main() -> None:
+            async with lsp_editor("neovim", **options(live, "many")) as editor:
+                buffers = [editor.open(f"f{i}.txt", f"第{i}篇我们我们去。") for i in range(5)]
+                await editor.wait(
+                    lambda: all(
+                        [buffer.span(d) for d in editor.diagnostics(buffer)] == ["我们我们"]
+                        for buffer in buffers
+                    ),
+                    timeout=20,
+                )
+                told = [m.message for m in editor.client.log_messages]
+                assert any("too many sessions" in m for m in told), told
+
+        run(asyncio.wait_for(main(), 60))

@@ -103,6 +103,7 @@ class DocumentSession:
         self._said_unreachable = False
         self._last_told: str | None = None
         self._last_edit_at = 0.0
+        self._retry_after = 0.0
         self._flush_handle: asyncio.TimerHandle | None = None
         self._resync_handle: asyncio.TimerHandle | None = None
         self._reauth_handle: asyncio.TimerHandle | None = None
@@ -185,6 +186,8 @@ class DocumentSession:
                 self.events.on_problem(self, "info", f"{self.doc}: connection lost; reconnecting")
             if self._refused:
                 self._refused, backoff = False, 30.0  # a new token or setting may fix it
+            if self._retry_after:
+                backoff, self._retry_after = max(backoff, self._retry_after), 0.0
             self._set_status("offline", "reconnecting to the Inkstone server")
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, max(backoff, 5.0))
@@ -310,6 +313,12 @@ class DocumentSession:
         return isinstance(message, Welcome)
 
     def _on_error(self, error: Error) -> None:
+        if not self._welcomed and error.code not in AUTH_ERRORS and self._ws is not None:
+            # the hello itself was refused (e.g. too many sessions opened at once): try
+            # again when the server says, on a new socket
+            self._retry_after = (error.retry_after_ms or 1000) / 1000
+            task = asyncio.get_running_loop().create_task(self._ws.close())
+            task.add_done_callback(_ignore_result)
         if error.code == "overloaded":
             self._overloaded = True
             retry = f" (retry in {error.retry_after_ms} ms)" if error.retry_after_ms else ""
