@@ -1,7 +1,8 @@
 -- Drives Debian's Neovim 0.7 headless against `inkstone lsp` (see test_neovim.py).
 -- Everything goes through Neovim's own LSP client: start_client + buf_attach_client,
--- real buffer edits (incremental didChange), vim.diagnostic, the code-action request as
--- vim.lsp.buf.code_action builds it, workspace/executeCommand and workspace/applyEdit.
+-- real buffer edits (incremental didChange), vim.diagnostic, vim.lsp.buf.code_action()
+-- itself (only vim.ui.select, the menu, is answered by the script), workspace/executeCommand
+-- and workspace/applyEdit.
 local env = vim.env
 local result = { steps = {} }
 
@@ -65,34 +66,31 @@ local function run()
   }
   step("diagnostic")
 
-  -- vim.lsp.buf.code_action() in 0.7: the cursor line's diagnostics + the cursor range
+  -- Neovim's own vim.lsp.buf.code_action() on the diagnostic's line: it sends the line's
+  -- diagnostics (echoing byte columns) and the cursor range, then shows vim.ui.select;
+  -- the "user" picks the preferred action, which 0.7's apply_action sends as
+  -- workspace/executeCommand; the bridge answers with workspace/applyEdit
   vim.api.nvim_win_set_cursor(0, { d.lnum + 1, d.col })
-  local params = vim.lsp.util.make_range_params()
-  params.context = { diagnostics = vim.lsp.diagnostic.get_line_diagnostics(bufnr) }
-  result.echoed = params.context.diagnostics
-  local responses = vim.lsp.buf_request_sync(bufnr, "textDocument/codeAction", params, 10000)
-  local actions = {}
-  for _, response in pairs(responses or {}) do
-    for _, action in ipairs(response.result or {}) do table.insert(actions, action) end
+  local request_all = vim.lsp.buf_request_all
+  vim.lsp.buf_request_all = function(b, method, params, handler)
+    if method == "textDocument/codeAction" then result.echoed = params.context.diagnostics end
+    return request_all(b, method, params, handler)
   end
-  result.titles = vim.tbl_map(function(a) return a.title end, actions)
-  local chosen
-  for _, action in ipairs(actions) do
-    if action.isPreferred then chosen = action break end
+  local chosen = false
+  vim.ui.select = function(items, opts, on_choice)
+    result.titles = vim.tbl_map(opts.format_item, items)
+    for _, item in ipairs(items) do
+      if item[2].isPreferred then
+        chosen = true
+        return on_choice(item)
+      end
+    end
+    on_choice(nil)
   end
+  vim.lsp.buf.code_action()
+  wait(10000, function() return result.titles ~= nil end, "the code action menu")
   assert(chosen, "no preferred quick fix among " .. vim.inspect(result.titles))
   step("actions")
-
-  -- apply_action() in 0.7: an action's command goes to workspace/executeCommand
-  local command = type(chosen.command) == "table" and chosen.command or chosen
-  local done = false
-  client.request("workspace/executeCommand", {
-    command = command.command, arguments = command.arguments,
-  }, function(err, res)
-    result.execute = { err = err, res = res }
-    done = true
-  end, bufnr)
-  wait(10000, function() return done end, "executeCommand")
   local expected = env.INKSTONE_EXPECTED
   wait(10000, function()
     return table.concat(vim.api.nvim_buf_get_lines(bufnr, 0, -1, false), "\n") == expected
