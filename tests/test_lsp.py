@@ -433,3 +433,22 @@ def test_files_opened_beyond_the_session_budget_connect_when_allowed(tmp_path: P
                 assert any("too many sessions" in m for m in told), told
 
         run(asyncio.wait_for(main(), 60))
+
+
+def test_crlf_documents_get_ranges_on_the_right_lines(server: LiveServer) -> None:
+    async def main() -> None:
+        async with lsp_editor("neovim", **options(server, "crlf")) as editor:
+            buffer = editor.open("crlf.txt", "第一行很好。\r\n😀我们我们去公园。\r\n")
+            found = await editor.wait_diagnostic(buffer, "repeated_word")
+            start, end = found.range.start, found.range.end
+            # utf-8: the emoji is 4 bytes, each Chinese character 3
+            assert (start.line, start.character, end.line, end.character) == (1, 4, 1, 16)
+            await buffer.type("大家大家。\r\n", at=len(buffer.text))
+            await editor.wait(
+                lambda: (
+                    sorted(buffer.span(d) for d in editor.diagnostics(buffer))
+                    == ["大家大家", "我们我们"]
+                )
+            )
+
+    run(asyncio.wait_for(main(), 30))
