@@ -77,6 +77,15 @@ def test_diagnostics_quick_fix_dismiss_scores_hover(server: LiveServer, preset: 
                 )
             )
             assert [a.title for a in bare or []][:2] == ["改为“我们”", "忽略此提示"]
+            for only, expected in ((["source"], []), (["quickfix"], ["改为“我们”", "忽略此提示"])):
+                filtered = await editor.client.text_document_code_action_async(
+                    types.CodeActionParams(
+                        text_document=types.TextDocumentIdentifier(uri=buffer.uri),
+                        range=found.range,
+                        context=types.CodeActionContext(diagnostics=[found], only=only),
+                    )
+                )
+                assert [a.title for a in filtered or []] == expected
             titles = [a.title for a in actions]
             assert titles[:2] == ["改为“我们”", "忽略此提示"] and "显示作文评分" in titles
             assert await editor.execute(actions[0]) is True

@@ -166,6 +166,14 @@ def register(ls: InkstoneServer) -> None:
                     command=types.Command(title=scores_title, command=SCORES, arguments=[doc.uri]),
                 )
             )
+        only = params.context.only
+        if only:  # e.g. a "source.organizeImports" request on save: not ours
+            wanted = [str(getattr(k, "value", k)) for k in only]
+            actions = [
+                a
+                for a in actions
+                if str(getattr(a.kind, "value", a.kind)).startswith(tuple(wanted))
+            ]
         return actions
 
     @ls.command(APPLY)
