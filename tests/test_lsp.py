@@ -311,6 +311,7 @@ def test_hint_codes_page_explains_every_code(server: LiveServer) -> None:
         name, zh, en = EXPLANATIONS[code]
         assert name and zh and en, code
     assert "语序不当" in page and "错别字" in page
+    assert "<style" not in page and "<script" not in page  # the pages' CSP allows neither
 
 
 def test_a_short_lived_token_is_renewed_on_the_open_socket(server: LiveServer) -> None:
