@@ -1,4 +1,4 @@
-"""The ASGI app: the socket endpoint, health, metrics, the demo pages, and lifespan."""
+"""The ASGI app: the socket endpoint, health, metrics, the demo and hint-code pages, lifespan."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket, WebSocketDisconnect
@@ -25,6 +25,7 @@ from server.auth import mint_token
 from server.clock import LoopClock
 from server.config import Settings
 from server.connection import CLOSE_GOING_AWAY, Connection
+from server.hintdocs import render as render_hint_codes
 from server.httpsec import SecurityHeaders
 from server.metrics import Metrics
 from server.service import Inkstone
@@ -200,6 +201,11 @@ async def dev_token(request: Request) -> Response:
     return JSONResponse({"token": token, "dev_mode": True})
 
 
+async def hint_codes(request: Request) -> Response:
+    """What each hint code means (editors link diagnostics to ``/hints#<code>``)."""
+    return HTMLResponse(render_hint_codes())
+
+
 def _page(name: str) -> Any:
     async def page(request: Request) -> Response:
         path = FRONTEND_DIR / name
@@ -228,6 +234,7 @@ def create_app(settings: Settings | None = None, *, load_models: bool = True) ->
         Route("/healthz", healthz),
         Route("/metrics", metrics),
         Route("/dev/token", dev_token, methods=["POST"]),
+        Route("/hints", hint_codes),
         Route("/", _page("student.html")),
         Route("/teacher", _page("teacher.html")),
     ]

@@ -1,4 +1,4 @@
-"""``inkstone`` command line: serve, token, client (and loadgen once it lands)."""
+"""``inkstone`` command line: serve, token, client, lsp, loadgen."""
 
 from __future__ import annotations
 
@@ -169,6 +169,12 @@ def _build_engines(args: argparse.Namespace) -> int:
     return 0
 
 
+def _lsp(args: argparse.Namespace) -> int:
+    from editors.lsp import main as lsp_main
+
+    return lsp_main(args)
+
+
 def _loadgen(args: argparse.Namespace) -> int:
     from server.loadgen.run import main as loadgen_main
 
@@ -259,6 +265,12 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--max-batch", type=int, default=32, help="largest batch (32)")
     build.add_argument("--workspace-mb", type=int, default=1024, help="workspace pool limit")
     build.set_defaults(func=_build_engines)
+
+    from editors.lsp import add_arguments as lsp_arguments  # argparse only
+
+    lsp = sub.add_parser("lsp", help="Language Server on stdio: Inkstone in any LSP editor")
+    lsp_arguments(lsp)
+    lsp.set_defaults(func=_lsp)
 
     from server.loadgen.options import add_arguments as loadgen_arguments  # argparse only
 

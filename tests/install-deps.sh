@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
-# Installs what the test-suite needs beyond pip: Debian packages (never a browser download).
+# Installs what the test-suite needs beyond pip: Debian packages (never a browser download),
+# and the VS Code extension's npm packages (editors/vscode/package-lock.json).
 # Idempotent and quiet when everything is already there; needs root (or sudo) the first time.
 set -euo pipefail
-packages=(chromium fonts-noto-cjk)
+packages=(chromium fonts-noto-cjk neovim)
+# node and npm may come from elsewhere (e.g. NodeSource, whose nodejs bundles npm)
+command -v node >/dev/null || packages+=(nodejs)
+command -v npm >/dev/null || packages+=(npm)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -13,4 +17,9 @@ if [ ${#missing[@]} -gt 0 ]; then
     echo "installing test dependencies: ${missing[*]}"
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+ext="$(dirname "$0")/../editors/vscode"
+if [ ! -d "$ext/node_modules/typescript" ]; then
+    echo "installing the VS Code extension's npm packages (npm ci)"
+    (cd "$ext" && npm ci --no-audit --no-fund --loglevel=error)
 fi
