@@ -23,3 +23,15 @@ if [ ! -d "$ext/node_modules/typescript" ]; then
     echo "installing the VS Code extension's npm packages (npm ci)"
     (cd "$ext" && npm ci --no-audit --no-fund --loglevel=error)
 fi
+# PyTorch for the tests that run the torch backend on CPU: the CPU build, never the CUDA one
+# (a local CPU wheel where the machine image ships one, else PyTorch's CPU index).
+if ! python3 -c "import torch" >/dev/null 2>&1; then
+    wheel=$(ls /opt/wheels/torch-*+cpu-cp3*-manylinux*_x86_64.whl 2>/dev/null | head -n 1 || true)
+    echo "installing PyTorch (CPU build) for the tests"
+    if [ -n "$wheel" ]; then
+        python3 -m pip install -q "$wheel"
+    else
+        python3 -m pip install -q torch --index-url https://download.pytorch.org/whl/cpu \
+            || python3 -m pip install -q torch
+    fi
+fi
