@@ -48,6 +48,22 @@ from protocol.messages import (
     Welcome,
 )
 from protocol.positions import check_no_surrogates
+from protocol.review import (
+    GRADED_TRAITS,
+    Comment,
+    Grade,
+    HintVerdict,
+    QueueItem,
+    Resolve,
+    Review,
+    ReviewQueue,
+    Submission,
+    Submit,
+    Submitted,
+    TeacherComment,
+    TeacherGrade,
+    Verdict,
+)
 
 __all__ = ["decode_client", "decode_server", "encode", "to_wire"]
 
@@ -129,6 +145,13 @@ def _choice(obj: dict[str, Any], key: str, allowed: tuple[str, ...], default: st
     value = obj.get(key, default)
     if value is None:
         return default
+    if value not in allowed:
+        raise _bad(f"field {key!r} must be one of {', '.join(allowed)}")
+    return str(value)
+
+
+def _one_of(obj: dict[str, Any], key: str, allowed: tuple[str, ...]) -> str:
+    value = obj.get(key)
     if value not in allowed:
         raise _bad(f"field {key!r} must be one of {', '.join(allowed)}")
     return str(value)
@@ -223,6 +246,75 @@ def _ping(obj: dict[str, Any], msg_id: MsgId) -> Ping:
     return Ping(id=msg_id)
 
 
+def _opt_text(obj: dict[str, Any], key: str, max_len: int) -> str | None:
+    if obj.get(key) is None:
+        return None
+    value = _str(obj, key, max_len=max_len)
+    check_no_surrogates(value)
+    return value
+
+
+def _comment(obj: dict[str, Any], msg_id: MsgId) -> Comment:
+    start, end = _int(obj, "start"), _int(obj, "end")
+    if start >= end:
+        raise PeerError(ErrorCode.BAD_OFFSETS, "a comment needs a non-empty span (start < end)")
+    text = _str(obj, "text", max_len=2000)
+    check_no_surrogates(text)
+    if not text.strip():
+        raise _bad("field 'text' must not be empty")
+    return Comment(
+        doc=_str(obj, "doc", max_len=600),
+        start=start,
+        end=end,
+        text=text,
+        suggestion=_opt_text(obj, "suggestion", 500),
+        version=None if obj.get("version") is None else _int(obj, "version"),
+        id=msg_id,
+    )
+
+
+def _resolve(obj: dict[str, Any], msg_id: MsgId) -> Resolve:
+    return Resolve(
+        comment=_str(obj, "comment", max_len=128), doc=_opt_str(obj, "doc", max_len=600), id=msg_id
+    )
+
+
+def _verdict(obj: dict[str, Any], msg_id: MsgId) -> Verdict:
+    return Verdict(
+        doc=_str(obj, "doc", max_len=600),
+        hint=_str(obj, "hint", max_len=128),
+        verdict=_one_of(obj, "verdict", ("agree", "disagree")),  # type: ignore[arg-type]
+        kind=None
+        if obj.get("kind") is None
+        else _one_of(
+            obj, "kind", ("grammar", "spelling", "punctuation", "logic", "style", "length")
+        ),
+        suggestion=_opt_text(obj, "suggestion", 500),
+        note=_opt_text(obj, "note", 500),
+        id=msg_id,
+    )
+
+
+def _grade(obj: dict[str, Any], msg_id: MsgId) -> Grade:
+    trait = _one_of(obj, "trait", tuple(GRADED_TRAITS))
+    score = obj.get("score")
+    if isinstance(score, bool) or not isinstance(score, (int, float)):
+        raise _bad("field 'score' must be a number")
+    if not 0 <= score <= GRADED_TRAITS[trait]:
+        raise _bad(f"a {trait} score is between 0 and {GRADED_TRAITS[trait]:g}")
+    reason = _str(obj, "reason", max_len=500)
+    check_no_surrogates(reason)
+    if not reason.strip():
+        raise _bad("a grade needs a short reason")
+    return Grade(
+        doc=_str(obj, "doc", max_len=600), trait=trait, score=float(score), reason=reason, id=msg_id
+    )
+
+
+def _submit(obj: dict[str, Any], msg_id: MsgId) -> Submit:
+    return Submit(id=msg_id)
+
+
 _CLIENT_PARSERS: dict[str, Callable[[dict[str, Any], MsgId], ClientMessage]] = {
     "hello": _hello,
     "replace": _replace,
@@ -232,6 +324,11 @@ _CLIENT_PARSERS: dict[str, Callable[[dict[str, Any], MsgId], ClientMessage]] = {
     "unobserve": _unobserve,
     "reauth": _reauth,
     "ping": _ping,
+    "comment": _comment,
+    "resolve": _resolve,
+    "verdict": _verdict,
+    "grade": _grade,
+    "submit": _submit,
 }
 
 
@@ -314,7 +411,26 @@ _SERVER_BUILDERS: dict[str, Callable[[dict[str, Any]], ServerMessage]] = {
     "error": lambda o: _build(Error, o),
     "reauthed": lambda o: _build(Reauthed, o),
     "pong": lambda o: _build(Pong, o),
+    "review": lambda o: _review(o),
+    "review_queue": lambda o: _build(
+        ReviewQueue, o, items=tuple(_build(QueueItem, i) for i in o.get("items", ()))
+    ),
+    "submitted": lambda o: _build(Submitted, o),
 }
+
+
+def _review(obj: dict[str, Any]) -> Review:
+    return _build(
+        Review,
+        obj,
+        comments=tuple(
+            _build(TeacherComment, c, suggestions=tuple(c.get("suggestions", ())))
+            for c in obj.get("comments", ())
+        ),
+        verdicts=tuple(_build(HintVerdict, v) for v in obj.get("verdicts", ())),
+        grades={k: _build(TeacherGrade, g) for k, g in (obj.get("grades") or {}).items()},
+        submissions=tuple(_build(Submission, x) for x in obj.get("submissions", ())),
+    )
 
 
 def decode_server(data: str | bytes) -> ServerMessage:

@@ -40,8 +40,10 @@ TRANSITIONS: dict[tuple[Phase, str], Phase] = {
 
 ACCEPTS: dict[Phase, frozenset[str]] = {
     Phase.CONNECTING: frozenset({"hello", "ping"}),
-    Phase.EDITING: frozenset({"replace", "edit", "dismiss", "reauth", "ping"}),
-    Phase.OBSERVING: frozenset({"observe", "unobserve", "reauth", "ping"}),
+    Phase.EDITING: frozenset({"replace", "edit", "dismiss", "submit", "resolve", "reauth", "ping"}),
+    Phase.OBSERVING: frozenset(
+        {"observe", "unobserve", "comment", "resolve", "verdict", "grade", "reauth", "ping"}
+    ),
     Phase.CLOSING: frozenset(),
     Phase.CLOSED: frozenset(),
 }

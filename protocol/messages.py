@@ -8,7 +8,9 @@ Extensions to v1 (additive only): ``doc`` on ``hints``/``scores``/
 ``ack``; ``timing`` on ``hints``; ``grade``/``label`` on scores; ``role``,
 ``user``, ``class``, ``lang``, ``position_encoding``, ``debounce_ms``,
 ``debounce_max_ms``, ``token_expires`` on ``welcome``; the budget and cap fields of
-``limits``; ``unobserve`` and ``reauth`` client messages, ``reauthed`` server message.
+``limits``; ``unobserve`` and ``reauth`` client messages, ``reauthed`` server message; the teacher
+review messages of :mod:`protocol.review` (``comment``, ``resolve``, ``verdict``,
+``grade``, ``submit``; ``review``, ``review_queue``, ``submitted``).
 A ``hints`` message may come in several frames at one version (large documents): a
 client merges them in order, as it merges any ``hints``.
 """
@@ -17,6 +19,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
+
+from protocol.review import (
+    Comment,
+    Grade,
+    Resolve,
+    Review,
+    ReviewQueue,
+    Submit,
+    Submitted,
+    Verdict,
+)
 
 __all__ = [
     "PROTOCOL_VERSION",
@@ -215,7 +228,21 @@ class Ping:
     id: MsgId = None
 
 
-ClientMessage = Hello | Replace | Edit | Dismiss | Observe | Unobserve | Reauth | Ping
+ClientMessage = (
+    Hello
+    | Replace
+    | Edit
+    | Dismiss
+    | Observe
+    | Unobserve
+    | Reauth
+    | Ping
+    | Comment
+    | Resolve
+    | Verdict
+    | Grade
+    | Submit
+)
 
 
 # ---------------------------------------------------------------- server → client
@@ -328,5 +355,17 @@ class Pong:
 
 
 ServerMessage = (
-    Welcome | Ack | Hints | Scores | Snapshot | Update | Presence | Error | Reauthed | Pong
+    Welcome
+    | Ack
+    | Hints
+    | Scores
+    | Snapshot
+    | Update
+    | Presence
+    | Error
+    | Reauthed
+    | Pong
+    | Review
+    | ReviewQueue
+    | Submitted
 )

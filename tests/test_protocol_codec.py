@@ -71,7 +71,7 @@ def test_protocol_package_is_sans_io() -> None:
 
 def test_package_exports_exactly_all() -> None:
     public = {n for n in dir(protocol) if not n.startswith("_")}
-    modules = {"client", "codec", "edits", "errors", "lifecycle", "messages", "positions"}
+    modules = {"client", "codec", "edits", "errors", "lifecycle", "messages", "positions", "review"}
     assert public - modules == set(protocol.__all__)
 
 
