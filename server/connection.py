@@ -17,10 +17,12 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from protocol import (
+    Comment,
     Dismiss,
     Edit,
     Error,
     ErrorCode,
+    Grade,
     Hello,
     Lifecycle,
     Observe,
@@ -31,7 +33,10 @@ from protocol import (
     Reauth,
     Reauthed,
     Replace,
+    Resolve,
+    Submit,
     Unobserve,
+    Verdict,
     decode_client,
     encode,
 )
@@ -247,10 +252,30 @@ class Connection:
                 service.observe(self, message.doc, message.class_id, message.id)
             except PeerError as exc:
                 raise exc.with_id(message.id) from None
+            if message.class_id is not None:
+                self.send(service.reviews.queue_message(message.class_id, message.id))
+        elif isinstance(message, (Comment, Resolve, Verdict, Grade, Submit)):
+            self._review(message)
         elif isinstance(message, Unobserve):
             service.unobserve(self, message.doc, message.class_id)
         elif isinstance(message, Reauth):
             self._reauth(message)
+
+    def _review(self, message: Comment | Resolve | Verdict | Grade | Submit) -> None:
+        reviews = self.service.reviews
+        try:
+            if isinstance(message, Comment):
+                reviews.comment(self, message)
+            elif isinstance(message, Resolve):
+                reviews.resolve(self, message)
+            elif isinstance(message, Verdict):
+                reviews.verdict(self, message)
+            elif isinstance(message, Grade):
+                reviews.grade(self, message)
+            else:
+                reviews.submit(self, message.id)
+        except PeerError as exc:
+            raise exc.with_id(message.id) from None
 
     # ------------------------------------------------------------ token lifetime
 

@@ -35,6 +35,7 @@ from server.documents import Analysis, Document, SentenceState, to_wire_sentence
 
 if TYPE_CHECKING:
     from server.config import Settings
+    from server.review import Reviews
     from server.service import Peer
     from server.store import Store
 
@@ -95,6 +96,7 @@ class Fanout:
     documents: dict[str, Document]
     doc_observers: dict[str, set[Peer]]
     class_observers: dict[str, set[Peer]]
+    reviews: Reviews
 
     def _load(self, key: str) -> Document | None:
         raise NotImplementedError
@@ -138,7 +140,8 @@ class Fanout:
                     presence=doc.presence,  # type: ignore[arg-type]
                     lang=doc.lang,
                     id=msg_id,
-                )
+                ),
+                *self.reviews.snapshot_tail(doc, peer),
             ]
         size = self.settings.hints_frame_sentences
         sentences = to_wire_sentences(a, a.sentences, peer.encoding, doc.dismissed)
@@ -168,6 +171,7 @@ class Fanout:
                     student=doc.owner,
                 )
             )
+        out += self.reviews.snapshot_tail(doc, peer)
         return out
 
     def _class_snapshots(self, peer: Peer, class_id: str, msg_id: Any) -> Iterator[Any]:

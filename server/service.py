@@ -52,6 +52,8 @@ from server.hintcaps import apply_document_budget, cap_sentence
 from server.hints import HintPolicy, hint_id, sentence_hints, sentence_id
 from server.language import detect_lang
 from server.metrics import Metrics
+from server.review import Reviews
+from server.review_store import ReviewStore
 from server.scheduler import Overloaded
 from server.scoring import build_scores
 from server.segmenter import segment
@@ -135,6 +137,8 @@ class Inkstone(Fanout):
         )
         # bytes each (class, student) stores, loaded on first use, kept by apply()
         self.usage: dict[tuple[str, str], int] = {}
+        # teacher review (issue 14): its own store beside the documents
+        self.reviews = Reviews(self, ReviewStore(settings.data_dir / "review.sqlite3"))
 
     # ------------------------------------------------------------ documents
 
@@ -153,7 +157,7 @@ class Inkstone(Fanout):
             stored.lang,
             stored.text,
             stored.version,
-            dismissed=stored.dismissed,
+            dismissed=stored.dismissed | self.reviews.withdrawn(stored.key),
             stored_bytes=stored.stored_bytes,
         )
         if stored.analysis is not None:
@@ -268,10 +272,12 @@ class Inkstone(Fanout):
             peer.full_hints_due = True
             if not doc.analysing and not self.debouncer.pending(doc.id):
                 self.debouncer.touch(doc.id)
+            self.reviews.after_welcome(peer)
             return
         self._send_all_hints(peer, doc, a)
         if doc.scores is not None:
             peer.send(self.scores_message(doc.scores, doc.name))
+        self.reviews.after_welcome(peer)
 
     # ------------------------------------------------------------ edits
 
@@ -338,6 +344,7 @@ class Inkstone(Fanout):
             other.send(
                 Update(doc=self.label(other, doc), version=version, changes=wire, student=doc.owner)
             )
+        self.reviews.on_edit(doc, applied, peer.identity.user)
         return Ack(version=version, id=message.id, doc=doc.name)
 
     def _check_quota(
@@ -374,7 +381,14 @@ class Inkstone(Fanout):
             self.store.dismiss(doc.id, hint)
         except StorageError as exc:
             raise PeerError(ErrorCode.STORAGE, f"could not store the dismissal: {exc}") from None
+        self.hide_hint(doc, hint)
+
+    def hide_hint(self, doc: Document, hint: str) -> None:
+        """Hide ``hint`` (dismissed, or withdrawn by a teacher) and tell the audience."""
         doc.dismissed.add(hint)
+        if doc.analysis is None:
+            return
+        owner = next(s for s in doc.analysis.sentences for hid, _ in s.hints if hid == hint)
         states = doc.analysis.sentences
         before = {st.id: (st.shown, st.overflow) for st in states}
         moved = self._rebudget(doc, states, before, {owner.id})
@@ -658,6 +672,7 @@ class Inkstone(Fanout):
             self.store.save_analysis(doc.id, analysis.version, analysis.to_json(), doc.scores)
         except StorageError:
             log.warning("could not store the analysis of %s", doc.id)
+        self.reviews.on_scored(doc)
 
     def _overloaded(self, doc: Document, exc: Overloaded, edit_at: float | None) -> None:
         if doc.first_unanalysed_at is None:
