@@ -7,6 +7,7 @@ import { DocumentSession, diffText, mapRange, pushTimeline, tokenClaims } from "
 import { t, setLang, lang, translate, codeName } from "./i18n.js";
 import { esc, overlayHtml, renderScores, renderKindCounts, renderStats, renderTimeline, hintLabel } from "./ui.js";
 import { forgetToken, getToken } from "./login.js";
+import { placeComments, renderComments, renderTeacherGrades, rt } from "./review.js";
 
 /** @typedef {import("./protocol.js").Hint} Hint */
 
@@ -30,6 +31,8 @@ let renderQueued = false;
 let hoverTimer;
 /** @type {Record<string, any>} */
 let lastState = { state: "idle", queued: 0 };
+/** @type {import("./review.js").ReviewMessage|undefined} the teacher's review of this essay */
+let review;
 
 // ------------------------------------------------------------------ start
 
@@ -87,6 +90,13 @@ async function main() {
     if (fatal) notice(t("authFailed", { e: error.message }));
     else if (error.code === "doc_too_large") notice(t("docTooLarge"));
     else if (error.code === "overloaded") notice(t("overloaded"), 4000);
+  });
+
+  session.conn.addEventListener("message", (ev) => onReviewMessage(/** @type {CustomEvent} */ (ev).detail.message));
+  $("submit").addEventListener("click", submitEssay);
+  $("teacher-comments").addEventListener("click", (ev) => {
+    const id = /** @type {HTMLElement} */ (ev.target).closest("[data-comment]")?.getAttribute("data-comment");
+    if (id) openHint(id, { select: true });
   });
 
   ta.readOnly = true; // until the first welcome tells us the stored text
@@ -167,7 +177,7 @@ function scheduleRender() {
 /** Hints placed on the text on screen (mid-composition, mapped through the uncommitted change). */
 function currentHints() {
   if (!session) return [];
-  const hints = session.hints.hints();
+  const hints = [...session.hints.hints(), ...teacherComments()];
   if (ta.value === session.text) return hints;
   const c = diffText(session.text, ta.value);
   if (!c) return hints;
@@ -195,7 +205,44 @@ function renderSide() {
   renderKindCounts($("kind-counts"), session.hints.counts());
   renderStats($("stats"), session.scores?.stats);
   renderTimeline($("timeline"), timeline);
+  renderTeacherGrades($("teacher-scores"), review, session.scores);
+  renderComments($("teacher-comments"), teacherComments(), session.text, null);
   renderConn();
+}
+
+// ------------------------------------------------------------------ teacher review
+
+/** The teacher's comments, placed on the current text. */
+function teacherComments() {
+  if (!session || !review) return [];
+  const seq = session.versionSeq.get(review.version);
+  return placeComments(review, seq === undefined ? null : session.hints.changesSince(seq));
+}
+
+/** @param {Record<string, any>} m */
+function onReviewMessage(m) {
+  if (m.type === "review" && m.doc === session.doc) {
+    review = /** @type {import("./review.js").ReviewMessage} */ (m);
+    scheduleRender();
+  } else if (m.type === "submitted") {
+    $("submit-status").textContent = rt("submitted", { n: m.submission, v: m.version });
+    /** @type {HTMLButtonElement} */ ($("submit")).disabled = false;
+  } else if (m.type === "error" && m.id === "submit") {
+    $("submit-status").textContent = m.message;
+    /** @type {HTMLButtonElement} */ ($("submit")).disabled = false;
+  }
+}
+
+function submitEssay() {
+  session.flush();
+  /** @type {HTMLButtonElement} */ ($("submit")).disabled = true;
+  $("submit-status").textContent = rt("submitting");
+  session.conn.send({ type: "submit", id: "submit" });
+}
+
+/** A hint or a teacher comment by id. @param {string} id */
+function findHint(id) {
+  return session.hints.find(id) ?? teacherComments().find((c) => c.id === id);
 }
 
 let listSignature = "";
@@ -272,7 +319,7 @@ function onHover(ev) {
 
 /** @param {string[]} ids */
 function pickNarrowest(ids) {
-  const hs = ids.map((id) => session.hints.find(id)).filter(Boolean);
+  const hs = ids.map((id) => findHint(id)).filter(Boolean);
   hs.sort((a, b) => (/** @type {Hint} */ (a).end - /** @type {Hint} */ (a).start) - (/** @type {Hint} */ (b).end - /** @type {Hint} */ (b).start));
   return hs.length ? /** @type {Hint} */ (hs[0]).id : ids[0];
 }
@@ -287,7 +334,7 @@ function scheduleHoverClose() {
 function openAtCaret(keyboard = false) {
   if (ta.selectionStart !== ta.selectionEnd && !keyboard) return;
   const pos = ta.selectionStart;
-  const hints = session ? session.hints.hints().filter((h) => h.start <= pos && pos <= h.end && h.start < h.end) : [];
+  const hints = session ? currentHints().filter((h) => h.start <= pos && pos <= h.end && h.start < h.end) : [];
   if (!hints.length) { if (cardPinned) closeCard(); return; }
   hints.sort((a, b) => (a.end - a.start) - (b.end - b.start));
   openHint(hints[0].id, { focusCard: false, select: false });
@@ -298,7 +345,7 @@ function openAtCaret(keyboard = false) {
  * @param {{focusCard?: boolean, select?: boolean, hover?: boolean}} opts
  */
 function openHint(id, opts) {
-  const h = session.hints.find(id);
+  const h = findHint(id);
   if (!h) return;
   activeHint = id;
   cardPinned = !opts.hover;
@@ -324,7 +371,7 @@ function openHint(id, opts) {
   const d = document.createElement("button");
   d.type = "button";
   d.className = "btn ghost dismiss";
-  d.textContent = t("dismiss");
+  d.textContent = h.kind === "teacher" ? rt("resolve") : t("dismiss");
   d.addEventListener("click", () => dismissHint(id));
   actions.append(d);
   card.hidden = false;
@@ -359,7 +406,7 @@ function positionCard() {
 
 /** @param {string} id @param {string} suggestion */
 function applySuggestion(id, suggestion) {
-  const h = session.hints.find(id);
+  const h = findHint(id);
   if (!h) return;
   ta.focus();
   ta.setSelectionRange(h.start, h.end);
@@ -374,7 +421,8 @@ function applySuggestion(id, suggestion) {
 
 /** @param {string} id */
 function dismissHint(id) {
-  session.dismiss(id);
+  if (findHint(id)?.kind === "teacher") session.conn.send({ type: "resolve", comment: id });
+  else session.dismiss(id);
   closeCard();
   ta.focus();
 }
@@ -385,7 +433,7 @@ function dismissHint(id) {
 function onEditorKey(ev) {
   if (ev.key === "F8") {
     ev.preventDefault();
-    const hints = session.hints.hints();
+    const hints = currentHints();
     if (!hints.length) return;
     const pos = ta.selectionStart;
     let target;

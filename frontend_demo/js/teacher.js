@@ -7,6 +7,7 @@ import { ClassObserver, HINT_KINDS, tokenClaims } from "./protocol.js";
 import { t, setLang, lang, translate, codeName } from "./i18n.js";
 import { esc, overlayHtml, renderScores, renderKindCounts, renderStats, renderTimeline, gradeChip, hintLabel, ago, applyWidths } from "./ui.js";
 import { forgetToken, getToken } from "./login.js";
+import { TeacherReview } from "./teacher_review.js";
 
 /** @typedef {import("./protocol.js").DocState} DocState */
 
@@ -14,6 +15,8 @@ const $ = (/** @type {string} */ id) => /** @type {HTMLElement} */ (document.get
 
 /** @type {ClassObserver} */
 let observer;
+/** @type {TeacherReview} */
+let review;
 
 /** A teacher's document id is `owner/name` (each part %-escaped): show the name. */
 function docName(/** @type {string} */ id) {
@@ -41,7 +44,8 @@ async function main() {
   const claims = tokenClaims(token);
   const params = new URLSearchParams(location.search);
   observer = new ClassObserver({ token, classId: params.get("class") || claims.class });
-  /** @type {any} */ (window).inkstone = { observer, page: "teacher" };
+  review = new TeacherReview(observer, () => (mirrored ? observer.docs.get(mirrored) : undefined), (doc) => showMirror(doc), scheduleRender);
+  /** @type {any} */ (window).inkstone = { observer, review, page: "teacher" };
   $("who").textContent = `${claims.sub || ""} · ${observer.classId}`;
   observer.addEventListener("state", (ev) => { connState = /** @type {CustomEvent} */ (ev).detail; renderConn(); });
   observer.addEventListener("welcome", (ev) => {
@@ -271,7 +275,11 @@ function renderMirror() {
   pres.textContent = `${t(d.presence)} · ${ago(d.lastActivity)}`;
   const hints = d.hints.hints();
   const box = $("mirror-text");
-  box.innerHTML = overlayHtml(d.text, hints);
+  const selected = document.getSelection();
+  // keep the teacher's selection (for a comment) while the student types
+  if (!(selected && !selected.isCollapsed && box.contains(selected.anchorNode))) {
+    box.innerHTML = overlayHtml(d.text, [...hints, ...review.comments(d)]);
+  }
   box.dataset.version = String(d.version);
   for (const m of box.querySelectorAll("mark[data-h]")) {
     const ids = /** @type {string} */ (/** @type {HTMLElement} */ (m).dataset.h).split(" ");
@@ -292,6 +300,7 @@ function renderMirror() {
         })
         .join("")
     : `<li class="empty muted small">${esc(t("noHints"))}</li>`;
+  review.renderMirror(d);
 }
 
 main().catch((err) => {
