@@ -27,9 +27,11 @@ SELECT_IN_MIRROR = """(word) => {
 }"""
 
 
-def test_teacher_reviews_and_student_sees_it(rules_server: LiveServer, tabs: Any) -> None:
+def test_teacher_reviews_and_student_sees_it(rules_server: LiveServer, tabs: Any) -> None:  # noqa: F811
     teacher = tabs()
-    teacher.page.goto(f"{rules_server.http}/teacher?token={rules_server.token('t1', role='teacher')}")
+    teacher.page.goto(
+        f"{rules_server.http}/teacher?token={rules_server.token('t1', role='teacher')}"
+    )
     teacher.page.wait_for_selector("#conn[data-state=live]")
     student = tabs()
     open_student(student, rules_server, user="小明", doc="xm-essay")
