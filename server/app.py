@@ -28,6 +28,7 @@ from server.connection import CLOSE_GOING_AWAY, Connection
 from server.hintdocs import render as render_hint_codes
 from server.httpsec import SecurityHeaders
 from server.metrics import Metrics
+from server.reports_http import report_routes
 from server.service import Inkstone
 from server.store import Store
 
@@ -237,6 +238,7 @@ def create_app(settings: Settings | None = None, *, load_models: bool = True) ->
         Route("/hints", hint_codes),
         Route("/", _page("student.html")),
         Route("/teacher", _page("teacher.html")),
+        *report_routes(),
     ]
     # only what the pages load: not frontend_demo/tools/, tsconfig.json, …
     for part in STATIC_PARTS:

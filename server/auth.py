@@ -1,7 +1,9 @@
 """Signed bearer tokens (HMAC-SHA256).
 
 A token is ``base64url(payload) "." base64url(hmac(secret, payload))`` where
-the payload is JSON ``{"sub", "role", "class", "exp", "iat"}``. A server with
+the payload is JSON ``{"sub", "role", "class", "exp", "iat"}`` (a ``parent`` token also
+carries ``"student"``: the one student whose reports it may read; parents have no
+socket session). A server with
 no secret runs in dev mode and uses :data:`DEV_SECRET`, which is public; a
 server with a real secret refuses tokens signed with the dev secret.
 
@@ -35,7 +37,7 @@ __all__ = [
 ]
 
 DEV_SECRET = "inkstone-public-dev-secret-do-not-use-in-production"
-ROLES = ("student", "teacher")
+ROLES = ("student", "teacher", "parent")
 DEFAULT_MAX_LIFETIME_S = 7 * 24 * 3600  # = Settings.max_token_lifetime_s's default
 MAX_CLOCK_SKEW_S = 60  # how far in the future an ``iat`` may be (clocks differ a little)
 _B64URL = re.compile(r"[A-Za-z0-9_-]*")
@@ -47,6 +49,7 @@ class Identity:
     role: str
     class_id: str
     expires: int
+    student: str | None = None  # parent tokens: the student they are scoped to
 
 
 def _b64(data: bytes) -> str:
@@ -80,6 +83,7 @@ def mint_token(
     ttl_s: int = 12 * 3600,
     now: float | None = None,
     max_lifetime_s: int = DEFAULT_MAX_LIFETIME_S,
+    student: str | None = None,
 ) -> str:
     """A signed token; ``ttl_s`` above ``max_lifetime_s`` is refused (no server would take it).
     A non-positive ``ttl_s`` gives an already expired token (tests use that)."""
@@ -89,10 +93,19 @@ def mint_token(
         raise ValueError(f"role must be one of {ROLES}")
     if not user or not class_id:
         raise ValueError("user and class must be non-empty")
+    if (role == "parent") != bool(student):
+        raise ValueError("a parent token names one student (and only parent tokens do)")
     issued = int(time.time() if now is None else now)
-    payload = orjson.dumps(
-        {"sub": user, "role": role, "class": class_id, "iat": issued, "exp": issued + ttl_s}
-    )
+    claims: dict[str, object] = {
+        "sub": user,
+        "role": role,
+        "class": class_id,
+        "iat": issued,
+        "exp": issued + ttl_s,
+    }
+    if student:
+        claims["student"] = student
+    payload = orjson.dumps(claims)
     return f"{_b64(payload)}.{_b64(_sign(secret or DEV_SECRET, payload))}"
 
 
@@ -127,11 +140,14 @@ def verify_token(
             role=str(claims["role"]),
             class_id=str(claims["class"]),
             expires=expires,
+            student=None if claims.get("student") is None else str(claims["student"]),
         )
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
         raise PeerError(ErrorCode.UNAUTHORIZED, "malformed token claims") from None
     if identity.role not in ROLES:
         raise PeerError(ErrorCode.UNAUTHORIZED, f"unknown role {identity.role!r}")
+    if identity.role == "parent" and not identity.student:
+        raise PeerError(ErrorCode.UNAUTHORIZED, "a parent token must name its student")
     now = time.time() if now is None else now
     if expires - issued > max_lifetime_s:
         raise PeerError(

@@ -126,6 +126,7 @@ def _token(args: argparse.Namespace) -> int:
             class_id=args.class_id,
             ttl_s=args.ttl,
             max_lifetime_s=limit,
+            student=args.student,
         )
     )
     return 0
@@ -238,7 +239,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=_serve)
 
     token = sub.add_parser("token", help="mint a signed token")
-    token.add_argument("--role", choices=("student", "teacher"), required=True)
+    token.add_argument("--role", choices=("student", "teacher", "parent"), required=True)
+    token.add_argument("--student", default=None, help="parent tokens: the student's id")
     token.add_argument("--user", required=True)
     token.add_argument("--class", dest="class_id", required=True)
     token.add_argument("--ttl", type=int, default=12 * 3600, help="seconds (default 12 h)")

@@ -326,6 +326,10 @@ class Connection:
     def _hello(self, hello: Hello) -> None:
         try:
             identity = self._verify(hello.token)
+            if identity.role == "parent":
+                raise PeerError(
+                    ErrorCode.FORBIDDEN, "parent tokens read reports only (GET /v1/reports/…)"
+                )
             user = (identity.class_id, identity.role, identity.user)
             wait = self.service.budgets.session(user, self.clock.now())
             if wait is not None:

@@ -19,6 +19,8 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from protocol import (
     Comment,
     Error,
@@ -361,6 +363,10 @@ class Reviews:
             for hid, h in s.hints
             if hid not in doc.dismissed
         ]
+        vectors = [s.embedding for s in a.sentences if s.embedding is not None]
+        embedding = (
+            np.mean(np.stack(vectors), axis=0).astype(np.float32).tobytes() if vectors else None
+        )
         row = SubmissionRow(
             doc.id,
             self.store.next_submission(doc.id),
@@ -372,6 +378,7 @@ class Reviews:
             a.scores,
             hints,
             time.time(),
+            embedding,
         )
         try:
             self.store.add_submission(row)

@@ -81,6 +81,7 @@ CREATE TABLE IF NOT EXISTS submissions (
     scores BLOB,                   -- the model's scores message (wire form) at that version
     hints BLOB NOT NULL,           -- JSON [[kind, code, start, end, quote, suggestions], ...]
     created REAL NOT NULL,
+    embedding BLOB,                -- float32 mean of the sentence embeddings (models on)
     PRIMARY KEY (doc, n)
 );
 CREATE INDEX IF NOT EXISTS submissions_by_class ON submissions(class_id, owner, created);
@@ -148,6 +149,7 @@ class SubmissionRow:
     scores: dict[str, Any] | None
     hints: list[list[Any]]
     created: float
+    embedding: bytes | None = None
 
 
 class ReviewStore:
@@ -264,12 +266,13 @@ class ReviewStore:
         self._write(
             [
                 (
-                    "INSERT INTO submissions VALUES (?,?,?,?,?,?,?,?,?,?)",
+                    "INSERT INTO submissions VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                     (
                         *astuple(s)[:7],
                         None if s.scores is None else orjson.dumps(s.scores),
                         orjson.dumps(s.hints),
                         s.created,
+                        s.embedding,
                     ),
                 )
             ]
@@ -288,6 +291,7 @@ class ReviewStore:
                 None if r[7] is None else orjson.loads(r[7]),
                 orjson.loads(r[8]),
                 r[9],
+                r[10],
             )
 
     def submissions(self, doc: str) -> list[SubmissionRow]:
