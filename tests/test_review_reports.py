@@ -56,7 +56,7 @@ async def _seed(live: LiveServer) -> None:
                         doc=f"{student}/e{i + 1}", trait=trait, score=score, reason="批改", id=trait
                     )
                 )
-                await teacher.session.wait_for(lambda m: getattr(m, "id", None) == trait)
+                await teacher.session.wait_for(lambda m, t=trait: getattr(m, "id", None) == t)
     await teacher.close()
 
 
