@@ -3,9 +3,10 @@ run, talking through the real server (issue 14)."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from tests.conftest import LiveServer
+from tests.conftest import LiveServer, run
 from tests.test_browser import browser, open_student, pytestmark, tabs  # noqa: F401  (fixtures, skip rules)
 
 SELECT_IN_MIRROR = """(word) => {
@@ -92,3 +93,48 @@ def test_teacher_reviews_and_student_sees_it(rules_server: LiveServer, tabs: Any
     student.page.click("#card-actions button.dismiss")
     student.wait("document.querySelectorAll('#backdrop mark.u-teacher').length === 0")
     teacher.wait("!document.getElementById('m-comments').textContent.includes('校园生活')")
+
+
+def test_report_pages_render_and_print(model_server: LiveServer, tabs: Any) -> None:  # noqa: F811
+    from tests.test_review_reports import _get, _seed
+
+    class_id = "rc-pages"
+    with ThreadPoolExecutor(1) as pool:  # Playwright's sync API owns this thread's loop
+        pool.submit(run, _seed(model_server, class_id)).result()
+    student_token = model_server.token("s1", class_id=class_id)
+    _, expected = _get(model_server, "/v1/reports/student/s1", student_token)
+
+    tab = tabs()
+    tab.page.goto(f"{model_server.http}/report/student/s1#token={student_token}")
+    tab.page.wait_for_selector("#report[data-state=ready]")
+    assert tab.js("location.href").endswith("/report/student/s1")  # the fragment is cleared
+    assert tab.page.inner_text("[data-testid=changed]") == expected["summary_zh"]
+    assert tab.js("document.querySelectorAll('#report svg.chart polyline').length") >= 5
+    assert tab.js("document.querySelectorAll('table.essays tr[data-doc]').length") == 3
+    # printable: the print stylesheet hides the controls; Chromium makes a PDF of it
+    tab.page.emulate_media(media="print")
+    assert tab.js("getComputedStyle(document.querySelector('.top-actions')).display") == "none"
+    assert tab.page.pdf(format="A4")[:5] == b"%PDF-"
+    tab.page.emulate_media(media="screen")
+
+    teacher = tabs()
+    token = model_server.token("t1", "teacher", class_id=class_id)
+    teacher.page.goto(f"{model_server.http}/report/class/{class_id}#token={token}")
+    teacher.page.wait_for_selector("#report[data-state=ready]")
+    _, report = _get(model_server, f"/v1/reports/class/{class_id}", token)
+    flagged = [s["student"] for s in report["students"] if s["attention"]]
+    assert (
+        teacher.js(
+            "[...document.querySelectorAll('[data-testid=attention] li')].map((li) => li.dataset.student)"
+        )
+        == flagged
+    )
+    bars = teacher.js("document.querySelectorAll('#report svg.bars rect').length")
+    assert bars == len(report["problems"]) + len(report["topics"]["clusters"])
+
+    parent = tabs()
+    parent.allowed.append("403")  # the browser logs the refused fetch
+    parent_token = model_server.token("p1", "parent", class_id=class_id, student="s1")
+    parent.page.goto(f"{model_server.http}/report/class/{class_id}#token={parent_token}")
+    parent.page.wait_for_selector("#report[data-state=denied]")
+    assert "403" in parent.page.inner_text("#notice")

@@ -35,13 +35,14 @@ ESSAYS = {
 GRADES = {("s1", 0): {"overall": 6.0, "logic": 5.0}, ("s1", 2): {"overall": 8.5, "logic": 7.5}}
 
 
-async def _seed(live: LiveServer) -> None:
-    teacher = Observer(live.url, live.token("t1", "teacher", class_id=CLASS))
+async def _seed(live: LiveServer, class_id: str = CLASS) -> None:
+    """Every essay of :data:`ESSAYS` typed, submitted and (some) graded in ``class_id``."""
+    teacher = Observer(live.url, live.token("t1", "teacher", class_id=class_id))
     await teacher.connect()
     for student, texts in ESSAYS.items():
         for i, text in enumerate(texts):
             client = StudentClient(
-                live.url, live.token(student, class_id=CLASS), f"e{i + 1}", lang="zh"
+                live.url, live.token(student, class_id=class_id), f"e{i + 1}", lang="zh"
             )
             await client.connect()
             await client.type_text(text)
