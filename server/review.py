@@ -313,7 +313,9 @@ class Reviews:
                 if message.trait == "overall"
                 else doc.scores.get("traits", {}).get(message.trait)
             )
-            model = None if not part else float(part["score"])
+            # live scores hold Score/Trait objects; scores loaded from the store, dicts
+            value = part.get("score") if isinstance(part, dict) else getattr(part, "score", None)
+            model = None if value is None else float(value)
         row = GradeRow(
             doc.id,
             message.trait,

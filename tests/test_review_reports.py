@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from protocol import Grade, Hello, Submit, Submitted
+from protocol import Grade, Hello, Observe, Review, Submit, Submitted
 from server.scoring import text_stats
 from server.wsclient import Observer, SocketSession, StudentClient
 from tests.conftest import LiveServer, run
@@ -39,6 +39,7 @@ async def _seed(live: LiveServer, class_id: str = CLASS) -> None:
     """Every essay of :data:`ESSAYS` typed, submitted and (some) graded in ``class_id``."""
     teacher = Observer(live.url, live.token("t1", "teacher", class_id=class_id))
     await teacher.connect()
+    await teacher.session.send(Observe(class_id=class_id))  # keeps the documents live
     for student, texts in ESSAYS.items():
         for i, text in enumerate(texts):
             client = StudentClient(
@@ -57,7 +58,9 @@ async def _seed(live: LiveServer, class_id: str = CLASS) -> None:
                         doc=f"{student}/e{i + 1}", trait=trait, score=score, reason="批改", id=trait
                     )
                 )
-                await teacher.session.wait_for(lambda m, t=trait: getattr(m, "id", None) == t)
+                await teacher.session.wait_for(
+                    lambda m, t=trait: isinstance(m, Review) and m.id == t
+                )
     await teacher.close()
 
 
@@ -93,6 +96,10 @@ def test_student_report_matches_the_stored_history(seeded: LiveServer) -> None:
         model_overall = row.scores["overall"]["score"]
         assert essay["scores"]["overall"]["model"] == model_overall
         assert essay["scores"]["content"]["score"] == row.scores["traits"]["content"]["score"]
+    # each grade stored with who, when, and the model's score it overrode
+    grade = next(g for g in store.grades(rows[0].doc) if g.trait == "overall")
+    assert (grade.author, grade.submission, grade.score) == ("t1", 1, 6.0) and grade.created > 0
+    assert grade.model_score == rows[0].scores["overall"]["score"]  # type: ignore[index]
     # the teacher's score counts where given, with its basis
     first, second, third = report["essays"]
     assert (

@@ -5,7 +5,7 @@
  * which browsers never send to the server, is moved there and cleared from the address)
  * and draw it with hand-made inline SVG charts. Printable: see css/report.css.
  */
-import { lang, setLang } from "./i18n.js";
+import { codeName, lang, setLang } from "./i18n.js";
 import { esc } from "./ui.js";
 
 const KEY = "inkstone.token";
@@ -147,7 +147,7 @@ function renderClass(r) {
   main.append(section(w("attention"), flagged.length
     ? `<ul class="attention" data-testid="attention">${flagged.map((/** @type {any} */ s) => `<li data-student="${esc(s.student)}"><b>${esc(s.student)}</b> — ${s.reasons.map((/** @type {string} */ x) => esc(w(x))).join("，")}（${esc(w("overall"))} ${num(s.latest_overall)}）</li>`).join("")}</ul>`
     : `<p class="muted">${w("nobody")}</p>`));
-  main.append(section(w("problems"), barChart(r.problems.map((/** @type {any} */ p) => ({ label: p.code, value: p.count, note: `(${p.students} ${w("students")})` })), "#7b1fa2")));
+  main.append(section(w("problems"), barChart(r.problems.map((/** @type {any} */ p) => ({ label: codeName(p.code), value: p.count, note: `(${p.students} ${w("students")})` })), "#7b1fa2")));
   const topics = r.topics.clusters.map((/** @type {any} */ c) => ({ label: c.keywords.slice(0, 3).join(" · "), value: c.size }));
   main.append(section(w("topics"), `<p class="small muted">${esc(w("method"))}: ${esc(r.topics.method || "—")}</p>`, barChart(topics, "#0f7b45")));
   const rows = r.students.map((/** @type {any} */ s) => `<tr data-student="${esc(s.student)}"${s.attention ? ' class="flag"' : ""}><td>${esc(s.student)}</td><td>${s.essays}</td><td>${num(s.latest_overall)}</td><td>${num(s.hints_per_1000)}</td><td>${s.reasons.map((/** @type {string} */ x) => esc(w(x))).join("，")}</td></tr>`).join("");
