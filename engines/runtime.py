@@ -46,12 +46,21 @@ GRADES = ("Bad", "Medium", "Great")  # ordinal 0..2, the order of the essay mode
 
 
 def load_manifest(path: Path | None = None) -> dict[str, Any]:
-    return dict(json.loads((path or MANIFEST_FILE).read_text(encoding="utf-8")))
+    """The shipped manifest, or another release's (its artifacts beside it: ``_root``)."""
+    manifest = dict(json.loads((path or MANIFEST_FILE).read_text(encoding="utf-8")))
+    if path is not None:
+        manifest["_root"] = str(path.resolve().parent)
+    return manifest
+
+
+def manifest_root(manifest: dict[str, Any]) -> Path:
+    """The folder a manifest's artifact paths are relative to (engines/ when shipped)."""
+    return Path(manifest.get("_root") or ENGINES_DIR)
 
 
 def _artifact(manifest: dict[str, Any], key: str) -> Path:
-    """Artifact paths in the manifest are relative to the engines/ folder."""
-    return ENGINES_DIR / manifest["artifacts"][key]["file"]
+    """Artifact paths in the manifest are relative to its folder (engines/ when shipped)."""
+    return manifest_root(manifest) / manifest["artifacts"][key]["file"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +106,9 @@ class SentenceCodec:
     def __init__(self, manifest: dict[str, Any] | None = None) -> None:
         self.manifest = manifest if manifest is not None else load_manifest()
         sm = self.manifest["sentence_model"]
-        self.tokenizer = ZhTokenizer(ENGINES_DIR / self.manifest["tokenizer"]["file"])
+        self.tokenizer = ZhTokenizer(
+            manifest_root(self.manifest) / self.manifest["tokenizer"]["file"]
+        )
         self.fp32_file: Path = _artifact(self.manifest, "sentence_fp32")
         self.model_file: Path = _artifact(self.manifest, sm["model_file"])
         self.max_tokens: int = int(self.manifest["tokenizer"]["max_tokens"])

@@ -4,6 +4,7 @@
     python -m engines.train --stage prepare      # CPU only: tokenizer, confusion sets, pack
     python -m engines.train --stage fit --pack .pack --out .runs/full    # GPU: needs only the pack
     python -m engines.train --stage release --out .runs/full             # CPU: ONNX, INT8, manifest
+    python -m engines.train --feedback DIR --install MODELS_DIR          # CPU: teacher feedback
 
 Reads top to bottom: defaults, overrides, data, model, pre-training loop, fine-tuning loop,
 evaluation on dev/valid, essay model, checkpoint, release. The split between `fit` and the
@@ -82,6 +83,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--pack", type=Path, default=Path(".pack"))
     ap.add_argument("--out", type=Path, default=Path(".runs/full"))
     ap.add_argument("--device", default=None)
+    # teacher feedback (issue 14): fine-tune the released model instead (engines/feedback.py)
+    ap.add_argument("--feedback", type=Path, default=None, help="inkstone export-feedback DIR")
+    ap.add_argument("--install", type=Path, default=None, help="with --feedback: models dir")
+    ap.add_argument("--feedback_steps", type=int, default=120)
+    ap.add_argument("--valid_limit", type=int, default=400)
     for k, v in DEFAULTS.items():  # overrides: --pretrain_steps 100 ...
         kind = (lambda s: s.lower() in ("1", "true", "yes")) if isinstance(v, bool) else type(v)
         ap.add_argument(f"--{k}", type=kind, default=v)
@@ -709,6 +715,20 @@ def refit_essay(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    if args.feedback is not None:  # the teacher-feedback fine-tune, CPU (engines/feedback.py)
+        from engines.feedback import run_feedback
+
+        out = args.out if args.out != Path(".runs/full") else Path(".runs/feedback")
+        manifest = run_feedback(
+            args.feedback,
+            out,
+            args.data,
+            install=args.install,
+            steps=args.feedback_steps,
+            valid_limit=args.valid_limit,
+            seed=args.seed,
+        )
+        raise SystemExit(0 if manifest["feedback"]["gate"]["passed"] else 3)
     if args.stage in ("all", "prepare"):
         from engines.prepare import main as prepare_main
 

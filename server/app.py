@@ -28,6 +28,7 @@ from server.connection import CLOSE_GOING_AWAY, Connection
 from server.hintdocs import render as render_hint_codes
 from server.httpsec import SecurityHeaders
 from server.metrics import Metrics
+from server.releases import install_reload_signal
 from server.reports_http import report_routes
 from server.service import Inkstone
 from server.store import Store
@@ -79,6 +80,7 @@ class Runtime:
         await asyncio.to_thread(rules.warm_up)  # jieba's dictionary: ~1 s, not on a request
         self.service = Inkstone(s, self.store, self.models, self.metrics, LoopClock())
         self.sweeper = asyncio.create_task(self._sweep())
+        install_reload_signal(self)  # inkstone reload-models / SIGHUP (server/releases.py)
         log.info("inkstone ready (backend=%s, data=%s)", s.backend, s.data_dir)
 
     async def _sweep(self) -> None:

@@ -31,6 +31,7 @@ def _serve(args: argparse.Namespace) -> int:
         debounce_max_ms=args.debounce_max_ms,
         threads=args.threads,
         sentence_model=args.sentence_model,
+        models_dir=args.models_dir,
         log_json=args.log_json or None,
         handshake_timeout_s=args.handshake_timeout,
         max_connections=args.max_connections,
@@ -132,6 +133,28 @@ def _token(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export_feedback(args: argparse.Namespace) -> int:
+    import json
+
+    from server.feedback_export import export_feedback
+
+    print(json.dumps(export_feedback(args.data_dir, args.out), indent=1))
+    return 0
+
+
+def _reload_models(args: argparse.Namespace) -> int:
+    """SIGHUP the server whose pid file is in the data dir: it loads the models again."""
+    import signal
+
+    pid_file = args.data_dir / "inkstone.pid"
+    if not pid_file.exists():
+        print(f"no server pid file in {args.data_dir}", file=sys.stderr)
+        return 1
+    os.kill(int(pid_file.read_text().strip()), signal.SIGHUP)
+    print(f"asked server {pid_file.read_text().strip()} to reload its models")
+    return 0
+
+
 def _client(args: argparse.Namespace) -> int:
     from server.typing_client import stream_file
 
@@ -219,6 +242,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="sentence_fp32 | sentence_int8 (default: the manifest's choice)",
     )
+    serve.add_argument(
+        "--models-dir", default=None, help="a release folder (manifest.json); default engines/"
+    )
     serve.add_argument("--log-json", action="store_true", help="JSON-lines logs")
     serve.add_argument("--no-models", action="store_true", help="rule hints only (no models)")
     serve.add_argument(
@@ -246,6 +272,15 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--ttl", type=int, default=12 * 3600, help="seconds (default 12 h)")
     token.add_argument("--secret", default=None, help="defaults to $INKSTONE_SECRET, else dev")
     token.set_defaults(func=_token)
+
+    export = sub.add_parser("export-feedback", help="teachers' verdicts and grades as JSONL")
+    export.add_argument("--data-dir", type=Path, required=True)
+    export.add_argument("--out", type=Path, required=True)
+    export.set_defaults(func=_export_feedback)
+
+    reload_models = sub.add_parser("reload-models", help="SIGHUP: the server reloads its models")
+    reload_models.add_argument("--data-dir", type=Path, default=Path("data"))
+    reload_models.set_defaults(func=_reload_models)
 
     client = sub.add_parser("client", help="stream a file as if typed; print hints")
     client.add_argument("file", type=Path)

@@ -64,6 +64,9 @@ class Settings:
     # Sentence model artifact ("sentence_fp32" | "sentence_int8"); empty = the manifest's
     # default (engines/manifest.json sentence_model.model_file).
     sentence_model: str = ""
+    # A folder with a release's manifest.json and artifacts (engines.feedback installs
+    # fine-tuned releases there); empty = the shipped engines/. Re-read on reload-models.
+    models_dir: str = ""
     queue_limit: int = 4096  # sentences waiting for the model before "overloaded"
     batch_window_ms: float = 3.0
     max_batch_sentences: int = 32

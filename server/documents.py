@@ -84,6 +84,7 @@ class Analysis:
     sentences: list[SentenceState]
     scores: dict[str, Any] | None = None  # wire form of the Scores message (no offsets in it)
     _indexes: dict[str, PositionIndex] = field(default_factory=dict)
+    model: str = ""  # the sentence model of its hints (a reload invalidates them)
 
     def index(self, encoding: Encoding) -> PositionIndex:
         found = self._indexes.get(encoding)
@@ -97,6 +98,7 @@ class Analysis:
             "text": self.text,
             "lang": self.lang,
             "sentences": [s.to_json() for s in self.sentences],
+            "model": self.model,
         }
 
     @classmethod
@@ -107,6 +109,7 @@ class Analysis:
             raw["lang"],
             [SentenceState.from_json(s) for s in raw["sentences"]],
             scores,
+            model=raw.get("model", ""),
         )
 
 

@@ -11,6 +11,7 @@ import hashlib
 import logging
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from server.backends import Backend, BackendUnavailable, create_backend
@@ -88,7 +89,8 @@ class ModelService:
     def __init__(self, settings: Settings, on_batch: Any = None) -> None:
         from engines.runtime import EssayCodec, SentenceCodec, load_manifest
 
-        self.manifest = load_manifest()
+        release = Path(settings.models_dir) / "manifest.json" if settings.models_dir else None
+        self.manifest = load_manifest(release if release and release.exists() else None)
         if settings.sentence_model:
             self.manifest = with_sentence_model(self.manifest, settings.sentence_model)
         self.sentence_codec = SentenceCodec(self.manifest)
@@ -140,9 +142,12 @@ class ModelService:
 
     # ------------------------------------------------------------ event-loop side
 
-    @staticmethod
-    def key(text: str) -> bytes:
-        return hashlib.blake2b(text.encode(), digest_size=16).digest()
+    def key(self, text: str) -> bytes:
+        """Cache key: the sentence model's digest and the text, so a prediction of one
+        release is never served for another (reload-models swaps releases live)."""
+        return hashlib.blake2b(
+            self.sentence_model.encode() + b"\0" + text.encode(), digest_size=16
+        ).digest()
 
     async def predict(
         self, texts: Sequence[str], transient: Collection[str] = (), level: int = 0

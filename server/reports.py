@@ -101,8 +101,11 @@ def _fmt(x: float) -> str:
 
 def _change(key: str, names: tuple[str, str], old: float, new: float, unit: str) -> dict[str, Any]:
     up = new > old
-    zh_unit, en_unit = {"": ("", ""), "per1000": ("每千字", " per 1,000 characters"),
-                        "chars": ("字数", " (characters)")}[unit]  # fmt: skip
+    zh_unit, en_unit = {
+        "": ("", ""),
+        "per1000": ("每千字", " per 1,000 characters"),
+        "chars": ("字数", " (characters)"),
+    }[unit]
     verb_zh = "从 {a} 升到 {b}" if up else "从 {a} 降到 {b}"
     return {
         "metric": key,
@@ -181,8 +184,14 @@ def _problems(essays: Sequence[Essay]) -> tuple[list[dict[str, Any]], list[dict[
     types = []
     for code, n in faulty.most_common():
         info = FAULTY_TYPES.get(code.removeprefix("faulty_").upper())
-        types.append({"code": code, "count": n, "name_zh": info[1] if info else "病句",
-                      "name_en": info[2] if info else "faulty sentence"})  # fmt: skip
+        types.append(
+            {
+                "code": code,
+                "count": n,
+                "name_zh": info[1] if info else "病句",
+                "name_en": info[2] if info else "faulty sentence",
+            }
+        )
     return misspelled, types
 
 
@@ -261,11 +270,13 @@ def topics(essays: Sequence[Essay]) -> dict[str, Any]:
         if not members:
             continue
         text = "\n".join(e.row.text for e in members)
-        clusters.append({
-            "keywords": jieba.analyse.extract_tags(text, topK=4),
-            "size": len(members),
-            "essays": [{"student": e.row.owner, "doc": e.row.name} for e in members],
-        })  # fmt: skip
+        clusters.append(
+            {
+                "keywords": jieba.analyse.extract_tags(text, topK=4),
+                "size": len(members),
+                "essays": [{"student": e.row.owner, "doc": e.row.name} for e in members],
+            }
+        )
     clusters.sort(key=lambda c: -c["size"])
     return {"method": method, "k": k, "clusters": clusters}
 
@@ -292,10 +303,17 @@ def class_report(store: ReviewStore, class_id: str) -> dict[str, Any]:
             reasons.append("dropped")
         if median_rate > 0 and rates[s] >= ATTENTION["hint_rate_factor"] * median_rate:
             reasons.append("many_hints")
-        students.append({
-            "student": s, "essays": len(es), "latest_overall": latest, "previous_overall": previous,
-            "hints_per_1000": round(rates[s], 2), "attention": bool(reasons), "reasons": reasons,
-        })  # fmt: skip
+        students.append(
+            {
+                "student": s,
+                "essays": len(es),
+                "latest_overall": latest,
+                "previous_overall": previous,
+                "hints_per_1000": round(rates[s], 2),
+                "attention": bool(reasons),
+                "reasons": reasons,
+            }
+        )
     depth = max((len(es) for es in essays.values()), default=0)
     trend = []
     for i in range(depth):

@@ -488,14 +488,19 @@ class Inkstone(Fanout):
         version, text = doc.version, doc.text
         edit_at, doc.first_unanalysed_at = doc.first_unanalysed_at, None
         lang = self.resolve_lang(doc, text)
-        previous = {s.id: s for s in doc.analysis.sentences} if doc.analysis else {}
+        # the models of this analysis, to its end (a reload swaps self.models meanwhile)
+        models = self.models
+        model_id = getattr(models, "sentence_model", "")
+        # an analysis by other models (before a reload) is not reused sentence by sentence
+        reuse = doc.analysis is not None and doc.analysis.model == model_id
+        previous = {s.id: s for s in doc.analysis.sentences} if doc.analysis and reuse else {}
         segments = segment(text)
         seen: Counter[str] = Counter()
         ids = []
         for seg in segments:
             ids.append(sentence_id(seg.text, seen[seg.text]))
             seen[seg.text] += 1
-        use_model = self.models is not None and lang == "zh"
+        use_model = models is not None and lang == "zh"
         need = [
             seg.text
             for seg, sid in zip(segments, ids, strict=True)
@@ -513,14 +518,14 @@ class Inkstone(Fanout):
                 last = segments[-1].text
                 transient = () if last.endswith(SENTENCE_ENDS) else (last,)
                 level = self.gate.level((doc.class_id, doc.owner))
-                predictions, report = await self.models.predict(need, transient, level)  # type: ignore[union-attr]
+                predictions, report = await models.predict(need, transient, level)  # type: ignore[union-attr]
             except Overloaded as exc:
                 self._overloaded(doc, exc, edit_at)
                 return
             timing.update(queue_ms=report.queued_ms, inference_ms=report.compute_ms)
             self.metrics.cache_hits.inc(report.hits)
             self.metrics.cache_misses.inc(report.misses)
-            self.metrics.cache_hit_rate.set(self.models.cache.hit_rate)  # type: ignore[union-attr]
+            self.metrics.cache_hit_rate.set(models.cache.hit_rate)  # type: ignore[union-attr]
         last_of_paragraph = {seg.paragraph: i for i, seg in enumerate(segments)}
         states: list[SentenceState] = []
         changed: list[SentenceState] = []
@@ -561,7 +566,7 @@ class Inkstone(Fanout):
                     lang,
                     prediction,
                     policy=self.policy,
-                    model=getattr(self.models, "sentence_model", ""),
+                    model=model_id,
                     is_last_in_paragraph=context[0],
                     is_last_in_text=context[1],
                     after_clause=after_clause,
@@ -589,7 +594,9 @@ class Inkstone(Fanout):
         changed += self._rebudget(doc, states, budgets, {s.id for s in changed})
         current = {s.id for s in states}
         removed = [sid for sid in previous if sid not in current]
-        analysis = Analysis(version, text, lang, states)
+        if not reuse and doc.analysis is not None:
+            removed = [s.id for s in doc.analysis.sentences if s.id not in current]
+        analysis = Analysis(version, text, lang, states, model=model_id)
         doc.analysis = analysis
         now = self.clock.now()
         timing["analysis_ms"] = round((now - started) * 1000, 3)
@@ -644,8 +651,9 @@ class Inkstone(Fanout):
 
     async def _score(self, doc: Document, analysis: Analysis) -> None:
         prediction = None
-        use_model = self.models is not None and analysis.lang == "zh"
-        essay_model = getattr(self.models, "essay_model", "")
+        models = self.models
+        use_model = models is not None and analysis.lang == "zh"
+        essay_model = getattr(models, "essay_model", "")
         if use_model and analysis.sentences:
             from engines.runtime import EssaySentence
 
@@ -655,7 +663,7 @@ class Inkstone(Fanout):
                 if s.embedding is not None
             ]
             if sentences:
-                prediction, _ = await self.models.score(sentences, analysis.text)  # type: ignore[union-attr]
+                prediction, _ = await models.score(sentences, analysis.text)  # type: ignore[union-attr]
         scores = build_scores(
             doc=doc.id,
             version=analysis.version,
@@ -689,6 +697,16 @@ class Inkstone(Fanout):
             peer.send(error)
         retry_at = self.clock.now() + exc.retry_after_ms / 1000
         self.clock.call_at(retry_at, lambda: self.debouncer.touch(doc.id))
+
+    # ------------------------------------------------------------ model releases
+
+    def use_models(self, models: Any) -> None:
+        """Serve a new model release from now on: analyses in flight finish on the models
+        they started with; every open document is analysed again with the new ones."""
+        self.models = models
+        for doc in self.documents.values():
+            if doc.editors or self.doc_observers.get(doc.id):
+                self.debouncer.touch(doc.id)
 
     # ------------------------------------------------------------ shutdown
 
