@@ -39,7 +39,11 @@ def _identity(request: Request) -> Identity | JSONResponse:
         return _denied(401, "send Authorization: Bearer <token>")
     runtime = request.app.state.runtime
     try:
-        return verify_token(runtime.settings.secret, token.strip())
+        return verify_token(
+            runtime.settings.secret,
+            token.strip(),
+            max_lifetime_s=runtime.settings.max_token_lifetime_s,
+        )
     except PeerError as exc:
         return _denied(401, exc.message, str(exc.code))
 

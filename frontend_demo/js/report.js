@@ -155,11 +155,14 @@ function renderClass(r) {
 }
 
 function token() {
-  const hash = new URLSearchParams(location.hash.slice(1));
-  const fromHash = hash.get("token");
-  if (fromHash) {
-    sessionStorage.setItem(KEY, fromHash);
-    history.replaceState(null, "", location.pathname + location.search);
+  // like the other pages (js/login.js): a token given in the address moves to this tab's
+  // sessionStorage at once; a `#token=` fragment is preferred (browsers never send it)
+  const url = new URL(location.href);
+  const given = new URLSearchParams(url.hash.slice(1)).get("token") || url.searchParams.get("token");
+  if (given) {
+    sessionStorage.setItem(KEY, given);
+    url.searchParams.delete("token");
+    history.replaceState(null, "", url.pathname + url.search);
   }
   return sessionStorage.getItem(KEY);
 }
