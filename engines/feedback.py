@@ -38,18 +38,13 @@ from typing import Any
 
 import numpy as np
 
+from engines.feedback_gate import fixed, gate
 from engines.jsonl import read_jsonl
 from engines.runtime import OnnxModels, load_manifest, manifest_root
 
-__all__ = ["feedback_digest", "gate", "ks_statistic", "load_released", "run_feedback"]
+__all__ = ["feedback_digest", "load_released", "run_feedback"]
 
 FILES = ("csc.jsonl", "faulty.jsonl", "essay.jsonl")
-HEADLINE = {
-    "csc_sighan": ("detect_f1", "correct_f1", "char_detect_f1"),
-    "csc_lemon_ecspell": ("detect_f1", "correct_f1", "char_detect_f1"),
-    "sent_fcgec": ("auc", "f1", "mcc", "accuracy"),
-    "sent_nacgec": ("auc", "f1", "mcc", "accuracy"),
-}
 
 
 def feedback_digest(folder: Path) -> tuple[str, dict[str, int]]:
@@ -60,17 +55,6 @@ def feedback_digest(folder: Path) -> tuple[str, dict[str, int]]:
         digest.update(name.encode() + b"\0" + body)
         counts[name] = body.count(b"\n")
     return digest.hexdigest(), counts
-
-
-def ks_statistic(a: np.ndarray, b: np.ndarray) -> float:
-    """Two-sample Kolmogorov–Smirnov statistic: the largest gap between the two ECDFs."""
-    a, b = np.sort(np.asarray(a, np.float64)), np.sort(np.asarray(b, np.float64))
-    grid = np.concatenate([a, b])
-    gap = np.abs(
-        np.searchsorted(a, grid, side="right") / len(a)
-        - np.searchsorted(b, grid, side="right") / len(b)
-    )
-    return float(gap.max()) if len(grid) else 0.0
 
 
 # ----------------------------------------------------------------------------- released weights
@@ -295,84 +279,6 @@ def finetune(
     return losses
 
 
-# ----------------------------------------------------------------------------- the gate
-
-
-def _valid_metrics(models: OnnxModels, data: Path, limit: int) -> dict[str, dict[str, float]]:
-    from engines.evaluate import eval_faulty, eval_spelling
-
-    out = {}
-    for ds in HEADLINE:
-        records = list(read_jsonl(data / "zh" / ds / "valid.jsonl"))[:limit]
-        run = eval_spelling if ds.startswith("csc") else eval_faulty
-        out[ds] = {
-            k: float(v) for k, v in run(models, records).items() if isinstance(v, (int, float))
-        }
-    return out
-
-
-def gate(
-    old: OnnxModels,
-    new: OnnxModels,
-    int8: OnnxModels,
-    data: Path,
-    limit: int,
-    tolerance: float,
-    ks_max: float,
-) -> dict[str, Any]:
-    before, after = _valid_metrics(old, data, limit), _valid_metrics(new, data, limit)
-    drops = {
-        f"{ds}.{k}": round(before[ds][k] - after[ds][k], 4)
-        for ds, keys in HEADLINE.items()
-        for k in keys
-        if np.isfinite(before[ds][k]) and np.isfinite(after[ds][k])  # AUC of one class: NaN
-    }
-    texts = [
-        r["text"] for r in list(read_jsonl(data / "zh" / "csc_sighan" / "valid.jsonl"))[:limit]
-    ]
-    batch = new.sentence.encode(texts[:64])
-    a, b = old.run_sentences(batch), new.run_sentences(batch)
-    embedding_gap = float(np.abs(a["embedding"] - b["embedding"]).max())
-    fp32_scores, int8_scores = _flag_scores(new, texts), _flag_scores(int8, texts)
-    ks = ks_statistic(fp32_scores, int8_scores)
-    worst = max(drops.values())
-    return {
-        "valid_limit": limit,
-        "tolerance": tolerance,
-        "before": before,
-        "after": after,
-        "drops": drops,
-        "worst_drop": worst,
-        "embedding_max_abs_diff": embedding_gap,
-        "int8_ks": round(ks, 4),
-        "int8_ks_max": ks_max,
-        "int8_default": ks < ks_max,
-        "passed": worst <= tolerance and embedding_gap < 1e-4,
-    }
-
-
-def _flag_scores(models: OnnxModels, texts: list[str]) -> np.ndarray:
-    from engines.runtime import spelling_scores
-
-    out = []
-    for s in range(0, len(texts), 32):
-        batch = models.sentence.encode(texts[s : s + 32])
-        change, _ = spelling_scores(models.run_sentences(batch)["spell_cand_probs"])
-        out.append(change[batch.feeds["attention_mask"].astype(bool)])
-    return np.concatenate(out) if out else np.zeros(0)
-
-
-def _fixed(models: OnnxModels, feedback: Path) -> dict[str, int]:
-    """How many feedback spelling records the model now gets as the teacher said."""
-    records = list(read_jsonl(feedback / "csc.jsonl")) if (feedback / "csc.jsonl").exists() else []
-    preds = models.predict_sentences([r["text"] for r in records]) if records else []
-    right = 0
-    for r, p in zip(records, preds, strict=True):
-        want = {int(e["pos"]): e["correct"] for e in r.get("errors") or []}
-        right += {f.start: f.suggestion for f in p.spelling} == want
-    return {"records": len(records), "as_teacher_said": right}
-
-
 # ----------------------------------------------------------------------------- run
 
 
@@ -390,12 +296,12 @@ def run_feedback(
     tolerance: float = 0.01,
     ks_max: float = 0.05,
     seed: int = 1337,
+    essay_steps: int = 60,
+    essay_limit: int = 60,
     log: Any = print,
 ) -> dict[str, Any]:
     """Fine-tune, export, gate, write ``out`` (manifest + artifacts); install if it passes."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    from engines.export import export_sentence
+    from engines.export import export_sentence, quantize_int8
 
     t0 = time.time()
 
@@ -434,7 +340,7 @@ def run_feedback(
     )
     fp32, int8 = zh / "sentence_fp32.onnx", zh / "sentence_int8.onnx"
     export_sentence(model.eval(), fp32)
-    quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8)
+    quantize_int8(fp32, int8)
     root = manifest_root(parent)
     for key in ("essay", "tokenizer"):
         src = root / (
@@ -473,11 +379,14 @@ def run_feedback(
         "original_records_per_set": originals,
         "rows": len(rows),
         "loss": [round(losses[0], 4), round(float(np.mean(losses[-20:])), 4)],
-        "fixed_before": _fixed(old, feedback),
-        "fixed_after": _fixed(new, feedback),
+        "fixed_before": fixed(old, feedback),
+        "fixed_after": fixed(new, feedback),
         "gate": result,
-        "seconds": round(time.time() - t0, 1),
     }
+    manifest["feedback"]["essay"] = _essay_step(
+        parent, manifest, old, out, feedback, data, essay_steps, essay_limit, tolerance, seed, say
+    )
+    manifest["feedback"]["seconds"] = round(time.time() - t0, 1)
     (out / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=1))
     verdict = "passed" if result["passed"] else "FAILED"
     say(
@@ -496,6 +405,69 @@ def run_feedback(
         staged.rmdir()
         say(f"installed in {install}")
     return manifest
+
+
+def _essay_step(
+    parent: dict[str, Any],
+    manifest: dict[str, Any],
+    old: OnnxModels,
+    out: Path,
+    feedback: Path,
+    data: Path,
+    steps: int,
+    limit: int,
+    tolerance: float,
+    seed: int,
+    say: Any,
+) -> dict[str, Any]:
+    """Fine-tune the essay model on the teachers' grades; keep it only if its gate passes
+    (else the release keeps the parent's essay model). Updates ``manifest`` in place."""
+    from engines.export import export_essay
+    from engines.feedback_essay import essay_gate, finetune_essay, load_released_essay
+
+    path = feedback / "essay.jsonl"
+    graded = [r for r in read_jsonl(path)] if path.exists() else []
+    if not graded or steps <= 0:
+        return {"trained": False, "reason": "no graded essays" if not graded else "essay_steps 0"}
+    model = load_released_essay(parent)
+    target = out / "zh" / "essay.onnx"
+    kept = target.read_bytes()
+    export_essay(model, target)
+    check = OnnxModels(load_manifest(out / "manifest.json"))
+    text = graded[0]["text"]
+    gap = abs(
+        check.score_essay(text).traits["overall"].score
+        - old.score_essay(text).traits["overall"].score
+    )
+    if gap > 1e-4:
+        raise RuntimeError(f"the rebuilt essay model does not reproduce the release ({gap})")
+    pool = list(read_jsonl(data / "zh" / "essay_oe_traits" / "train.jsonl"))
+    pick = np.random.default_rng(seed).choice(len(pool), size=min(24, len(pool)), replace=False)
+    losses = finetune_essay(model, old, graded, [pool[i] for i in pick], steps, 1e-3, seed)
+    export_essay(model.eval(), target)
+    entry = dict(manifest["artifacts"]["essay"], sha256=_sha(target), size=target.stat().st_size)
+    manifest["artifacts"]["essay"] = entry
+    (out / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=1))
+    new = OnnxModels(load_manifest(out / "manifest.json"))
+    say(f"essay model: {steps} steps on {len(graded)} graded essays; gating")
+    result = essay_gate(old, new, data, limit, tolerance)
+    result.update(
+        trained=True,
+        graded_essays=len(graded),
+        steps=steps,
+        loss=[round(losses[0], 4), round(float(np.mean(losses[-10:])), 4)],
+        overall_before=[
+            round(old.score_essay(r["text"]).traits["overall"].score, 4) for r in graded
+        ],
+        overall_after=[
+            round(new.score_essay(r["text"]).traits["overall"].score, 4) for r in graded
+        ],
+    )
+    if not result["passed"]:  # keep the parent's essay model
+        target.write_bytes(kept)
+        manifest["artifacts"]["essay"] = parent["artifacts"]["essay"]
+    say(f"essay gate: {'passed' if result['passed'] else 'FAILED (parent kept)'}")
+    return result
 
 
 def _sha(path: Path) -> str:

@@ -88,6 +88,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--install", type=Path, default=None, help="with --feedback: models dir")
     ap.add_argument("--feedback_steps", type=int, default=120)
     ap.add_argument("--valid_limit", type=int, default=400)
+    ap.add_argument("--essay_steps", type=int, default=60)
+    ap.add_argument("--essay_limit", type=int, default=60)
     for k, v in DEFAULTS.items():  # overrides: --pretrain_steps 100 ...
         kind = (lambda s: s.lower() in ("1", "true", "yes")) if isinstance(v, bool) else type(v)
         ap.add_argument(f"--{k}", type=kind, default=v)
@@ -727,6 +729,8 @@ def main(argv: list[str] | None = None) -> None:
             steps=args.feedback_steps,
             valid_limit=args.valid_limit,
             seed=args.seed,
+            essay_steps=args.essay_steps,
+            essay_limit=args.essay_limit,
         )
         raise SystemExit(0 if manifest["feedback"]["gate"]["passed"] else 3)
     if args.stage in ("all", "prepare"):

@@ -147,6 +147,7 @@ def test_teacher_feedback_fine_tune_gate_and_hot_reload(tmp_path: Path) -> None:
                 _cli,
                 "-W", "ignore", "-m", "engines.train", "--feedback", str(feedback),
                 "--out", str(tmp_path / "run"), "--install", str(models_dir), "--valid_limit", "150",
+                "--essay_steps", "0",  # the essay step has its own test below (time)
             )  # fmt: skip
             assert trained.returncode == 0, trained.stdout + trained.stderr
             print(trained.stdout, f"fine-tune + gate: {time.monotonic() - started:.1f} s")
@@ -181,6 +182,8 @@ def test_teacher_feedback_fine_tune_gate_and_hot_reload(tmp_path: Path) -> None:
             assert isinstance(fresh, Hints)
             sources = {h.source for s in fresh.sentences for h in s.hints if h.source != "rule"}
             assert sources <= {after["sentence"]}
+            assert manifest["feedback"]["essay"] == {"trained": False, "reason": "essay_steps 0"}
+            assert after["essay"] == before["essay"]  # scores.basis: the same essay model
             # and the socket kept working throughout
             edit = await keeper.change(len(SENTENCE), len(SENTENCE), "我们都笑了。")
             assert isinstance(edit, Edit)
@@ -195,3 +198,43 @@ def test_teacher_feedback_fine_tune_gate_and_hot_reload(tmp_path: Path) -> None:
         asyncio.run(asyncio.wait_for(reload_and_check(), 240))
     finally:
         server.stop()
+
+
+def test_essay_fine_tune_moves_the_corrected_essay() -> None:
+    """The essay step on its own: the released ensemble rebuilt in torch reproduces the
+    ONNX release, and a teacher's grade moves that essay's score while distillation keeps
+    another essay's close to where it was."""
+    import numpy as np
+    import torch
+
+    from engines.feedback_essay import _feeds, finetune_essay, load_released_essay
+    from engines.jsonl import read_jsonl
+    from engines.runtime import OnnxModels, load_manifest
+
+    released = OnnxModels(load_manifest())
+    model = load_released_essay(released.manifest)
+    order = ("sent_emb", "sent_feats", "sent_mask", "essay_feats")
+    corrected = "我的爸爸\n我的爸爸是一名医生。他每天工作很忙，但是总会抽时间陪我读书。"
+    pool = sorted(
+        read_jsonl(DATA / "zh" / "essay_oe_traits" / "train.jsonl"), key=lambda r: len(r["text"])
+    )
+    originals = pool[:6]
+    feeds = _feeds(released, [corrected, originals[0]["text"]])
+    names = [o.name for o in released.essay_session.get_outputs()]
+
+    def overall(f: dict[str, np.ndarray]) -> float:
+        with torch.no_grad():
+            probs = model(*(torch.from_numpy(f[k]) for k in order))[0][0, -1].numpy()
+        return float(probs @ np.arange(3))
+
+    onnx_out = dict(zip(names, released.essay_session.run(None, feeds[0]), strict=True))
+    with torch.no_grad():
+        torch_out = model(*(torch.from_numpy(feeds[0][k]) for k in order))[0].numpy()
+    assert np.abs(torch_out - onnx_out["trait_probs"]).max() < 1e-5
+    before = [overall(f) for f in feeds]
+    graded = {"text": corrected, "traits": {"overall": "Great"}}
+    losses = finetune_essay(model, released, [graded], originals, 20, 1e-3, 1337)
+    after = [overall(f) for f in feeds]
+    assert losses[-1] < losses[0]
+    assert after[0] > before[0] + 0.3  # toward Great (expected grade 2)
+    assert abs(after[1] - before[1]) < after[0] - before[0]
