@@ -180,6 +180,7 @@ class Inkstone(Fanout):
         ):
             self.documents.pop(doc.id, None)
             self.metrics.documents.set(len(self.documents))
+            self.reviews.open.pop(doc.id, None)  # its comments are reloaded with it
 
     def _capped(self, analysis: Analysis, doc: Document) -> Analysis:
         """Apply the hint caps to an analysis stored before they existed (or with others)."""
