@@ -348,6 +348,12 @@ class Reviews:
             raise PeerError(ErrorCode.NO_SESSION, "no document is open")
         if not doc.text.strip():
             raise PeerError(ErrorCode.BAD_MESSAGE, "there is nothing to submit yet")
+        latest = self.store.submissions(doc.id)[-1:]
+        if latest and latest[0].version == doc.version:  # a resend: the same submission
+            peer.send(
+                Submitted(doc=doc.name, submission=latest[0].n, version=doc.version, id=msg_id)
+            )
+            return
         if self._ready(doc):
             self._record(doc, [(peer, msg_id)])
             return

@@ -184,6 +184,9 @@ def test_verdicts_grades_submissions_and_reconnect(rules_server: LiveServer) -> 
         assert [(i.doc, i.student, i.submission, i.version) for i in queue.items] == [
             ("s1/essay", "s1", 1, 1)
         ]
+        await student.session.send(Submit(id="again"))  # a resend of the same version
+        again = await student.session.wait_for(_is(Submitted))
+        assert isinstance(again, Submitted) and (again.submission, again.id) == (1, "again")
         # editing after submitting continues the document; the submission stays frozen
         await student.type_text(" More.")
         await student.wait_synced()

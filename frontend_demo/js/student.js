@@ -223,6 +223,8 @@ function teacherComments() {
 function onReviewMessage(m) {
   if (m.type === "review" && m.doc === session.doc) {
     review = /** @type {import("./review.js").ReviewMessage} */ (m);
+    const last = review.submissions?.[review.submissions.length - 1];
+    if (last && !$("submit-status").textContent) $("submit-status").textContent = rt("submitted", { n: last.n, v: last.version });
     scheduleRender();
   } else if (m.type === "submitted") {
     $("submit-status").textContent = rt("submitted", { n: m.submission, v: m.version });
