@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from engines.feedback_essay import essay_step
 from engines.feedback_gate import fixed, gate
 from engines.jsonl import read_jsonl
 from engines.runtime import OnnxModels, load_manifest, manifest_root
@@ -383,7 +384,7 @@ def run_feedback(
         "fixed_after": fixed(new, feedback),
         "gate": result,
     }
-    manifest["feedback"]["essay"] = _essay_step(
+    manifest["feedback"]["essay"] = essay_step(
         parent, manifest, old, out, feedback, data, essay_steps, essay_limit, tolerance, seed, say
     )
     manifest["feedback"]["seconds"] = round(time.time() - t0, 1)
@@ -405,69 +406,6 @@ def run_feedback(
         staged.rmdir()
         say(f"installed in {install}")
     return manifest
-
-
-def _essay_step(
-    parent: dict[str, Any],
-    manifest: dict[str, Any],
-    old: OnnxModels,
-    out: Path,
-    feedback: Path,
-    data: Path,
-    steps: int,
-    limit: int,
-    tolerance: float,
-    seed: int,
-    say: Any,
-) -> dict[str, Any]:
-    """Fine-tune the essay model on the teachers' grades; keep it only if its gate passes
-    (else the release keeps the parent's essay model). Updates ``manifest`` in place."""
-    from engines.export import export_essay
-    from engines.feedback_essay import essay_gate, finetune_essay, load_released_essay
-
-    path = feedback / "essay.jsonl"
-    graded = [r for r in read_jsonl(path)] if path.exists() else []
-    if not graded or steps <= 0:
-        return {"trained": False, "reason": "no graded essays" if not graded else "essay_steps 0"}
-    model = load_released_essay(parent)
-    target = out / "zh" / "essay.onnx"
-    kept = target.read_bytes()
-    export_essay(model, target)
-    check = OnnxModels(load_manifest(out / "manifest.json"))
-    text = graded[0]["text"]
-    gap = abs(
-        check.score_essay(text).traits["overall"].score
-        - old.score_essay(text).traits["overall"].score
-    )
-    if gap > 1e-4:
-        raise RuntimeError(f"the rebuilt essay model does not reproduce the release ({gap})")
-    pool = list(read_jsonl(data / "zh" / "essay_oe_traits" / "train.jsonl"))
-    pick = np.random.default_rng(seed).choice(len(pool), size=min(24, len(pool)), replace=False)
-    losses = finetune_essay(model, old, graded, [pool[i] for i in pick], steps, 1e-3, seed)
-    export_essay(model.eval(), target)
-    entry = dict(manifest["artifacts"]["essay"], sha256=_sha(target), size=target.stat().st_size)
-    manifest["artifacts"]["essay"] = entry
-    (out / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=1))
-    new = OnnxModels(load_manifest(out / "manifest.json"))
-    say(f"essay model: {steps} steps on {len(graded)} graded essays; gating")
-    result = essay_gate(old, new, data, limit, tolerance)
-    result.update(
-        trained=True,
-        graded_essays=len(graded),
-        steps=steps,
-        loss=[round(losses[0], 4), round(float(np.mean(losses[-10:])), 4)],
-        overall_before=[
-            round(old.score_essay(r["text"]).traits["overall"].score, 4) for r in graded
-        ],
-        overall_after=[
-            round(new.score_essay(r["text"]).traits["overall"].score, 4) for r in graded
-        ],
-    )
-    if not result["passed"]:  # keep the parent's essay model
-        target.write_bytes(kept)
-        manifest["artifacts"]["essay"] = parent["artifacts"]["essay"]
-    say(f"essay gate: {'passed' if result['passed'] else 'FAILED (parent kept)'}")
-    return result
 
 
 def _sha(path: Path) -> str:

@@ -12,6 +12,8 @@ fails keeps the parent's essay model.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -19,9 +21,9 @@ from typing import Any
 import numpy as np
 
 from engines.jsonl import read_jsonl
-from engines.runtime import GRADES, EssaySentence, OnnxModels, manifest_root
+from engines.runtime import GRADES, EssaySentence, OnnxModels, load_manifest, manifest_root
 
-__all__ = ["essay_gate", "finetune_essay", "load_released_essay"]
+__all__ = ["essay_gate", "essay_step", "finetune_essay", "load_released_essay"]
 
 
 def load_released_essay(manifest: dict[str, Any]) -> Any:
@@ -79,6 +81,7 @@ def finetune_essay(
     steps: int,
     lr: float,
     seed: int,
+    distill_batch: int = 8,
 ) -> list[float]:
     """Train the members' trait heads: teacher grades (hard) and originals (distilled)."""
     import torch
@@ -119,10 +122,11 @@ def finetune_essay(
             for t, g in enumerate(targets[i]):
                 if g >= 0:
                     loss = loss - torch.log(probs[t, g].clamp(min=1e-6)) / n_fb
-        for i in rng.choice(len(originals), size=min(8, len(originals)), replace=False):
+        batch = rng.choice(len(originals), size=min(distill_batch, len(originals)), replace=False)
+        for i in batch:
             j = n_fb + int(i)
             probs = model(*(as_t[j][k] for k in order))[0][0]
-            loss = loss - (ref[j] * torch.log(probs.clamp(min=1e-6))).sum() / 8
+            loss = loss - (ref[j] * torch.log(probs.clamp(min=1e-6))).sum() / len(batch)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -151,4 +155,71 @@ def essay_gate(
     ]
     result["worst_drop"] = round(max(drops), 4)
     result["passed"] = result["worst_drop"] <= tolerance
+    return result
+
+
+def essay_step(
+    parent: dict[str, Any],
+    manifest: dict[str, Any],
+    old: OnnxModels,
+    out: Path,
+    feedback: Path,
+    data: Path,
+    steps: int,
+    limit: int,
+    tolerance: float,
+    seed: int,
+    say: Any,
+) -> dict[str, Any]:
+    """Fine-tune the essay model on the teachers' grades; keep it only if its gate passes
+    (else the release keeps the parent's essay model). Updates ``manifest`` in place."""
+    from engines.export import export_essay
+
+    path = feedback / "essay.jsonl"
+    graded = [r for r in read_jsonl(path)] if path.exists() else []
+    if not graded or steps <= 0:
+        return {"trained": False, "reason": "no graded essays" if not graded else "essay_steps 0"}
+    model = load_released_essay(parent)
+    target = out / "zh" / "essay.onnx"
+    kept = target.read_bytes()
+    export_essay(model, target)
+    check = OnnxModels(load_manifest(out / "manifest.json"))
+    text = graded[0]["text"]
+    gap = abs(
+        check.score_essay(text).traits["overall"].score
+        - old.score_essay(text).traits["overall"].score
+    )
+    if gap > 1e-4:
+        raise RuntimeError(f"the rebuilt essay model does not reproduce the release ({gap})")
+    pool = list(read_jsonl(data / "zh" / "essay_oe_traits" / "train.jsonl"))
+    pick = np.random.default_rng(seed).choice(len(pool), size=min(24, len(pool)), replace=False)
+    originals = [pool[i] for i in pick]
+    losses = finetune_essay(model, old, graded, originals, steps, 1e-3, seed, distill_batch=8)
+    export_essay(model.eval(), target)
+    entry = dict(
+        manifest["artifacts"]["essay"],
+        sha256=hashlib.sha256(target.read_bytes()).hexdigest(),
+        size=target.stat().st_size,
+    )
+    manifest["artifacts"]["essay"] = entry
+    (out / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=1))
+    new = OnnxModels(load_manifest(out / "manifest.json"))
+    say(f"essay model: {steps} steps on {len(graded)} graded essays; gating")
+    result = essay_gate(old, new, data, limit, tolerance)
+    result.update(
+        trained=True,
+        graded_essays=len(graded),
+        steps=steps,
+        loss=[round(losses[0], 4), round(float(np.mean(losses[-10:])), 4)],
+        overall_before=[
+            round(old.score_essay(r["text"]).traits["overall"].score, 4) for r in graded
+        ],
+        overall_after=[
+            round(new.score_essay(r["text"]).traits["overall"].score, 4) for r in graded
+        ],
+    )
+    if not result["passed"]:  # keep the parent's essay model
+        target.write_bytes(kept)
+        manifest["artifacts"]["essay"] = parent["artifacts"]["essay"]
+    say(f"essay gate: {'passed' if result['passed'] else 'FAILED (parent kept)'}")
     return result
