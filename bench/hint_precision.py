@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from engines.runtime import OnnxModels
-from server.segmenter import segment
+from engines.segment import segment
 
 THRESHOLDS = (0.5, 0.65, 0.8, 0.85, 0.9, 0.95)
 # the spelling score (1 - P(keep)) sits near 1 for flagged characters, so its grid is finer there

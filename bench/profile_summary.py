@@ -33,7 +33,7 @@ CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
         ),
     ),
     ("storage (sqlite)", ("server/store.py", "sqlite3")),
-    ("segmentation", ("server/segmenter.py", "server/language.py")),
+    ("segmentation", ("engines/segment.py", "engines/language.py")),
     ("hints (rules)", ("server/rules.py", "server/hints.py")),
     ("scoring (stats)", ("server/scoring.py",)),
     (

@@ -282,7 +282,7 @@ class OnnxModels:
         return [p for p in out if p is not None]
 
     def score_essay(self, text: str) -> EssayPrediction:
-        from server.segmenter import segment
+        from engines.segment import segment
 
         segs = segment(text)
         preds = self.predict_sentences([s.text for s in segs])

@@ -1,6 +1,6 @@
 """Rule-based sentence hints (no model), with messages in the document's language.
 
-``rule_hints`` looks at one sentence as produced by ``server.segmenter`` and returns
+``rule_hints`` looks at one sentence as produced by ``engines.segment`` and returns
 hints whose offsets are code points relative to that sentence. The rules are tuned
 for precision over recall: a false alarm annoys a student more than a missed one,
 so each rule stays silent where the text is ambiguous (legitimate reduplication
@@ -42,7 +42,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Final, Literal, NamedTuple
 
-from server.language import is_cjk
+from engines.language import is_cjk
 
 __all__ = ["MESSAGES", "RULES", "RuleHint", "RuleInfo", "rule_hints", "warm_up"]
 

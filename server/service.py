@@ -23,6 +23,8 @@ from collections import Counter
 from collections.abc import Iterator
 from typing import Any, Protocol
 
+from engines.language import detect_lang
+from engines.segment import segment
 from protocol import (
     Ack,
     Change,
@@ -50,13 +52,11 @@ from server.fairgate import FairGate
 from server.fanout import Fanout, diff_change
 from server.hintcaps import apply_document_budget, cap_sentence
 from server.hints import HintPolicy, hint_id, sentence_hints, sentence_id
-from server.language import detect_lang
 from server.metrics import Metrics
 from server.review import Reviews
 from server.review_store import ReviewStore
 from server.scheduler import Overloaded
 from server.scoring import build_scores
-from server.segmenter import segment
 from server.store import StorageError, Store
 
 __all__ = ["Inkstone", "Peer"]

@@ -1,4 +1,4 @@
-"""Tests for server.language."""
+"""Tests for engines.language."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from server.language import cjk_share, detect_lang, is_cjk
+from engines.language import cjk_share, detect_lang, is_cjk
 
 
 @pytest.mark.parametrize(

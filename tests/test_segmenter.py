@@ -1,4 +1,4 @@
-"""Tests for server.segmenter: concrete cases plus property tests."""
+"""Tests for engines.segment (the segmenter shared by training and serving): concrete cases plus property tests."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from server.segmenter import Segment, paragraphs, segment
+from engines.segment import Segment, paragraphs, segment
 
 
 def texts(text: str) -> list[str]:
