@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from server.config import Settings
     from server.review import Reviews
     from server.service import Peer
-    from server.store import Store
+    from server.store import DocumentStore
 
 __all__ = ["Fanout", "diff_change"]
 
@@ -92,7 +92,7 @@ class Fanout:
     """Observers and the messages they get (mixed into the service)."""
 
     settings: Settings
-    store: Store
+    store: DocumentStore
     documents: dict[str, Document]
     doc_observers: dict[str, set[Peer]]
     class_observers: dict[str, set[Peer]]

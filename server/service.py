@@ -57,7 +57,7 @@ from server.review import Reviews
 from server.review_store import ReviewStore
 from server.scheduler import Overloaded
 from server.scoring import build_scores
-from server.store import StorageError, Store
+from server.store import DocumentStore, StorageError
 
 __all__ = ["Inkstone", "Peer"]
 
@@ -87,7 +87,7 @@ class Inkstone(Fanout):
     def __init__(
         self,
         settings: Settings,
-        store: Store,
+        store: DocumentStore,
         models: Any | None,
         metrics: Metrics,
         clock: Clock,

@@ -27,15 +27,15 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import orjson
 
 from server.docids import doc_key
+from server.store.base import StorageError, StoredDocument, apply_logged
 
-__all__ = ["SCHEMA_VERSION", "StorageError", "Store", "StoredDocument", "apply_logged"]
+__all__ = ["SCHEMA_VERSION", "SQLiteStore", "migrate"]
 
 SCHEMA_VERSION = 2
 
@@ -86,35 +86,6 @@ CREATE TABLE IF NOT EXISTS sessions (
 """
 
 
-class StorageError(Exception):
-    """The database refused a write (disk full, read-only, locked…)."""
-
-
-@dataclass(slots=True)
-class StoredDocument:
-    key: str
-    name: str
-    owner: str
-    class_id: str
-    lang: str
-    version: int
-    text: str
-    dismissed: set[str] = field(default_factory=set)
-    analysis: dict[str, Any] | None = None  # the last scored analysis (Analysis.to_json)
-    scores: dict[str, Any] | None = None
-    analysis_version: int = -1
-    stored_bytes: int = 0
-
-
-def apply_logged(text: str, op: str, payload: bytes) -> str:
-    """Replay one edit-log entry."""
-    if op == "replace":
-        return payload.decode("utf-8")
-    for start, end, inserted in orjson.loads(payload):
-        text = text[:start] + inserted + text[end:]
-    return text
-
-
 def migrate(db: sqlite3.Connection) -> int:
     """Bring an older database to :data:`SCHEMA_VERSION` in one transaction; returns the
     version found. Release 4 keyed documents by the student's own id: each becomes
@@ -160,7 +131,9 @@ def migrate(db: sqlite3.Connection) -> int:
     return found
 
 
-class Store:
+class SQLiteStore:
+    """The one-machine store: one SQLite file, every write its own short transaction."""
+
     def __init__(
         self,
         path: Path,
