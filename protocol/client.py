@@ -61,8 +61,13 @@ class DocumentClient:
         *,
         lang: Lang = "auto",
         encoding: Encoding = "utf-32",
+        client_id: str | None = None,
     ) -> None:
         self.token = token
+        # Names this client instance; with each operation's seq it makes a re-send
+        # idempotent on the server (doc, client, seq). The I/O layer passes a random one.
+        self.client_id = client_id
+        self._seqs = itertools.count(1)
         self.doc = doc
         self.lang: Lang = lang
         self.encoding: Encoding = encoding
@@ -92,6 +97,7 @@ class DocumentClient:
             position_encoding=self.encoding,
             resume=resume,
             id=next(self._ids),
+            client=self.client_id,
         )
 
     def reauth(self, token: str) -> Reauth:
@@ -114,7 +120,12 @@ class DocumentClient:
             raise UsageError("no welcome yet: call hello() and receive the welcome first")
         if self.resync_due_ms is not None:
             return None
-        edit = Edit(base=self.version + len(self.pending), changes=(wire,), id=next(self._ids))
+        edit = Edit(
+            base=self.version + len(self.pending),
+            changes=(wire,),
+            id=next(self._ids),
+            seq=self._seq(),
+        )
         self.pending.append(Pending(edit, self.text))
         return edit
 
@@ -122,9 +133,12 @@ class DocumentClient:
         """Send the whole local text (or set it to ``text`` first)."""
         if text is not None:
             self.text = text
-        message = Replace(text=self.text, id=next(self._ids))
+        message = Replace(text=self.text, id=next(self._ids), seq=self._seq())
         self.pending.append(Pending(message, self.text))
         return message
+
+    def _seq(self) -> int | None:
+        return None if self.client_id is None else next(self._seqs)
 
     # ------------------------------------------------------------ incoming
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 import time
 from collections.abc import Callable
 from typing import Any
@@ -108,7 +109,9 @@ class StudentClient:
         encoding: Encoding = "utf-32",
     ) -> None:
         self.url = url
-        self.state = DocumentClient(token, doc, lang=lang, encoding=encoding)
+        self.state = DocumentClient(
+            token, doc, lang=lang, encoding=encoding, client_id=secrets.token_hex(8)
+        )
         self.session = SocketSession(url)
         self.welcome: Welcome | None = None
         self._resync_scheduled = False

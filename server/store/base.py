@@ -8,11 +8,15 @@ from typing import Any, Protocol
 
 import orjson
 
-__all__ = ["DocumentStore", "StorageError", "StoredDocument", "apply_logged"]
+__all__ = ["DocumentStore", "Fenced", "StorageError", "StoredDocument", "apply_logged"]
 
 
 class StorageError(Exception):
     """The database refused a write (disk full, read-only, locked, unreachable…)."""
+
+
+class Fenced(StorageError):
+    """Another node wrote this document's next version first: reload it from the store."""
 
 
 @dataclass(slots=True)
@@ -29,6 +33,8 @@ class StoredDocument:
     scores: dict[str, Any] | None = None
     analysis_version: int = -1
     stored_bytes: int = 0
+    # client id -> (seq, version) of its last applied operation (idempotent resend)
+    client_seqs: dict[str, tuple[int, int]] = field(default_factory=dict)
 
 
 def apply_logged(text: str, op: str, payload: bytes) -> str:
@@ -46,9 +52,15 @@ class DocumentStore(Protocol):
     def create(self, key: str, name: str, owner: str, class_id: str, lang: str) -> None: ...
 
     def append(
-        self, key: str, version: int, changes: list[tuple[int, int, str]], text_after: str
+        self,
+        key: str,
+        version: int,
+        changes: list[tuple[int, int, str]],
+        text_after: str,
+        origin: tuple[str, int] | None = None,
     ) -> int:
-        """Log one applied operation; the bytes the document now takes."""
+        """Log one applied operation (and its client's (id, seq)); the bytes the document
+        now takes."""
 
     def set_lang(self, key: str, lang: str) -> None: ...
 

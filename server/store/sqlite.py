@@ -77,6 +77,13 @@ CREATE TABLE IF NOT EXISTS analyses (
     scores BLOB,
     updated REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS client_seqs (  -- the last operation of each client (idempotent resend)
+    doc TEXT NOT NULL,
+    client TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    version INTEGER NOT NULL,
+    PRIMARY KEY (doc, client)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS sessions (
     id TEXT PRIMARY KEY,
     doc TEXT NOT NULL,
@@ -188,10 +195,16 @@ class SQLiteStore:
         )
 
     def append(
-        self, key: str, version: int, changes: list[tuple[int, int, str]], text_after: str
+        self,
+        key: str,
+        version: int,
+        changes: list[tuple[int, int, str]],
+        text_after: str,
+        origin: tuple[str, int] | None = None,
     ) -> int:
         """Log one applied operation (``version`` is the new version) in one transaction;
-        returns the bytes the document now takes (snapshot + log)."""
+        returns the bytes the document now takes (snapshot + log). ``origin`` (client id,
+        client seq) is remembered with it, so a re-sent operation is recognised."""
         now = time.time()
         payload = orjson.dumps([list(c) for c in changes])
         row = self.db.execute(
@@ -221,6 +234,13 @@ class SQLiteStore:
                     "UPDATE documents SET version=?, updated=?, log_bytes=?, stored_bytes=? "
                     "WHERE key=?",
                     (version, now, log_bytes, stored, key),
+                )
+            )
+        if origin is not None:
+            statements.append(
+                (
+                    "INSERT OR REPLACE INTO client_seqs VALUES (?, ?, ?, ?)",
+                    (key, origin[0], origin[1], version),
                 )
             )
         self._write(statements)
@@ -282,6 +302,12 @@ class SQLiteStore:
         stored.stored_bytes = stored_bytes
         stored.dismissed = {
             h for (h,) in self.db.execute("SELECT hint FROM dismissals WHERE doc=?", (key,))
+        }
+        stored.client_seqs = {
+            client: (seq, ver)
+            for client, seq, ver in self.db.execute(
+                "SELECT client, seq, version FROM client_seqs WHERE doc=?", (key,)
+            )
         }
         analysis = self.db.execute(
             "SELECT version, hints, scores FROM analyses WHERE doc=?", (key,)

@@ -1,0 +1,247 @@
+"""The Redis bus (``--bus redis://…``): sharded pub/sub per class, presence in keys.
+
+Outgoing: after an edit's COMMIT (and after each analysis, scoring, presence change) the
+node puts one message on ``inkstone:class:{class}`` with ``SPUBLISH``, from one queue,
+so a document's messages leave in version order. A full queue or a Redis outage drops
+messages: receivers notice the version gap and re-read the store.
+
+Incoming: the node ``SSUBSCRIBE``s to the classes its teachers observe and hands each
+message from another node to :class:`server.bus.relay.Relay`. After a lost connection it
+resubscribes and asks the relay to compare every copy with the store.
+
+Presence: ``inkstone:node:{id}`` is refreshed every ``heartbeat_s`` with a TTL of
+``node_ttl_s``; ``inkstone:presence:{class}`` maps a document key to ``node|state``. A
+teacher's node reads the hashes of its classes every ``presence_poll_s``: a student on
+a node whose key expired is offline (``node_ttl_s + presence_poll_s`` ≤ 10 s after the
+node died).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import TYPE_CHECKING, Any
+
+import orjson
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from server.bus.relay import Relay
+
+if TYPE_CHECKING:
+    from server.documents import Analysis, Document, SentenceState
+    from server.service import Inkstone
+
+__all__ = ["RedisBus"]
+
+log = logging.getLogger("inkstone.bus")
+
+
+# Set a document's presence; "offline" only by the node that holds it (a student who
+# moved to another node is not sent offline by the old one's late disconnect).
+CLAIM = """
+local v = redis.call('HGET', KEYS[1], ARGV[1])
+if string.sub(ARGV[2], -8) == '|offline' and v and string.sub(v, 1, #ARGV[3] + 1) ~= ARGV[3] .. '|'
+then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return 1
+"""
+
+
+def channel(class_id: str) -> str:
+    return f"inkstone:class:{class_id}"
+
+
+class RedisBus:
+    distributed = True
+
+    def __init__(
+        self,
+        url: str,
+        node_id: str,
+        *,
+        node_ttl_s: float = 5.0,
+        heartbeat_s: float = 1.5,
+        presence_poll_s: float = 2.0,
+        queue_limit: int = 10_000,
+    ) -> None:
+        self.url = url
+        self.node = node_id
+        self.node_ttl_ms = int(node_ttl_s * 1000)
+        self.heartbeat_s = heartbeat_s
+        self.presence_poll_s = presence_poll_s
+        self.redis = aioredis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+        self.outbox: asyncio.Queue[tuple[str, bytes, tuple[str, str, str] | None]] = asyncio.Queue(
+            queue_limit
+        )
+        self.relay: Relay | None = None
+        self.watched: set[str] = set()
+        self.subscribed: set[str] = set()
+        self.stats = {"published": 0, "dropped": 0, "received": 0, "reconnects": 0}
+        self.tasks: list[asyncio.Task[None]] = []
+        self._resubscribe = asyncio.Event()
+
+    def attach(self, service: Inkstone) -> None:
+        self.relay = Relay(service, self)
+
+    async def start(self) -> None:
+        with contextlib.suppress(RedisError, OSError):
+            await self.redis.set(f"inkstone:node:{self.node}", "1", px=self.node_ttl_ms)
+        for job in (self._publisher(), self._subscriber(), self._heartbeat(), self._poll()):
+            self.tasks.append(asyncio.create_task(job))
+
+    async def close(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        with contextlib.suppress(Exception):
+            await self.redis.delete(f"inkstone:node:{self.node}")
+        with contextlib.suppress(Exception):
+            await self.redis.aclose()
+
+    # ------------------------------------------------------------ outgoing
+
+    def _put(
+        self, class_id: str, body: dict[str, Any], hset: tuple[str, str, str] | None = None
+    ) -> None:
+        body["n"] = self.node
+        try:
+            self.outbox.put_nowait((channel(class_id), orjson.dumps(body), hset))
+        except asyncio.QueueFull:
+            self.stats["dropped"] += 1
+
+    def updated(self, doc: Document, version: int, applied: list[Any]) -> None:
+        changes = [[a.start, a.end, a.text] for a in applied]
+        self._put(doc.class_id, {"t": "u", "k": doc.id, "v": version, "c": changes})
+
+    def hints(
+        self,
+        doc: Document,
+        analysis: Analysis,
+        changed: list[SentenceState],
+        removed: list[str],
+        timing: dict[str, float] | None,
+    ) -> None:
+        body = {
+            "t": "h",
+            "k": doc.id,
+            "v": analysis.version,
+            "a": analysis.to_json(),
+            "ch": [s.id for s in changed],
+            "rm": removed,
+            "tm": timing,
+        }
+        self._put(doc.class_id, body)
+
+    def scores(self, doc: Document, wire: dict[str, Any]) -> None:
+        self._put(doc.class_id, {"t": "s", "k": doc.id, "v": wire.get("version"), "w": wire})
+
+    def presence(self, doc: Document, state: str) -> None:
+        hset = (f"inkstone:presence:{doc.class_id}", doc.id, f"{self.node}|{state}")
+        self._put(doc.class_id, {"t": "p", "k": doc.id, "s": state, "v": doc.version}, hset)
+
+    def new_doc(self, doc: Document) -> None:
+        self._put(doc.class_id, {"t": "d", "k": doc.id, "v": doc.version})
+
+    async def _publisher(self) -> None:
+        while True:
+            name, data, hset = await self.outbox.get()
+            try:
+                if hset is not None and not await self.redis.eval(
+                    CLAIM, 1, hset[0], hset[1], hset[2], self.node
+                ):
+                    continue  # another node holds the student now: its word stands
+                await self.redis.spublish(name, data)
+                self.stats["published"] += 1
+            except (RedisError, OSError) as exc:
+                self.stats["dropped"] += 1
+                log.debug("publish dropped: %s", exc)
+
+    # ------------------------------------------------------------ incoming
+
+    def watch(self, class_id: str) -> None:
+        """A teacher here observes ``class_id`` (or one of its documents)."""
+        if class_id not in self.watched:
+            self.watched.add(class_id)
+            self._resubscribe.set()
+            if self.relay is not None:
+                self.tasks.append(asyncio.create_task(self._refresh_presence([class_id])))
+
+    def on_load(self, doc: Document) -> None:
+        if self.relay is not None:
+            self.relay.on_load(doc)
+
+    async def _subscriber(self) -> None:
+        first = True
+        while True:
+            pubsub = self.redis.pubsub()
+            try:
+                self.subscribed = set()
+                while True:
+                    wanted = set(self.watched)
+                    if wanted - self.subscribed:
+                        await pubsub.ssubscribe(*[channel(c) for c in wanted - self.subscribed])
+                        self.subscribed |= wanted
+                        if not first and self.relay is not None:
+                            await self.relay.resync(list(self.watched))
+                        first = False
+                    if not self.subscribed:
+                        self._resubscribe.clear()
+                        await self._resubscribe.wait()
+                        continue
+                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.2)
+                    if message is not None and message.get("type") == "smessage":
+                        self._received(message["data"])
+            except (RedisError, OSError) as exc:
+                self.stats["reconnects"] += 1
+                first = False
+                log.warning("redis subscription lost (%s); reconnecting", exc)
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
+                await asyncio.sleep(0.5)
+
+    def _received(self, data: bytes) -> None:
+        body = orjson.loads(data)
+        if body.get("n") == self.node or self.relay is None:
+            return
+        self.stats["received"] += 1
+        try:
+            self.relay.receive(body)
+        except Exception:
+            log.exception("could not apply a bus message")
+
+    # ------------------------------------------------------------ presence
+
+    async def _heartbeat(self) -> None:
+        while True:
+            with contextlib.suppress(RedisError, OSError):
+                await self.redis.set(f"inkstone:node:{self.node}", "1", px=self.node_ttl_ms)
+            await asyncio.sleep(self.heartbeat_s)
+
+    async def _poll(self) -> None:
+        while True:
+            await asyncio.sleep(self.presence_poll_s)
+            with contextlib.suppress(RedisError, OSError):
+                await self._refresh_presence(list(self.watched))
+
+    async def _refresh_presence(self, classes: list[str]) -> None:
+        """Read the presence hashes of ``classes``; a dead node's students are offline."""
+        if not classes or self.relay is None:
+            return
+        tables = [await self.redis.hgetall(f"inkstone:presence:{c}") for c in classes]
+        nodes: set[str] = set()
+        for table in tables:
+            nodes |= {v.decode().partition("|")[0] for v in table.values()}
+        nodes.discard(self.node)
+        order = sorted(nodes)
+        alive = {self.node}
+        if order:
+            found = await self.redis.mget([f"inkstone:node:{n}" for n in order])
+            alive |= {n for n, v in zip(order, found, strict=True) if v is not None}
+        states: dict[str, str] = {}
+        for table in tables:
+            for key, value in table.items():
+                node, _, state = value.decode().partition("|")
+                if node != self.node:
+                    states[key.decode()] = state if node in alive else "offline"
+        self.relay.presence_seen(states)
