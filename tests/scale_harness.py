@@ -4,6 +4,7 @@ that mirror what they are shown, and the check that compares both with PostgreSQ
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from dataclasses import dataclass, field
 
@@ -103,10 +104,8 @@ class Teacher(Observer):
             if remaining <= 0:
                 raise TimeoutError(f"teacher of {self.class_id}: {self.texts} {self.presence}")
             self.changed.clear()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.changed.wait(), min(remaining, 0.1))
-            except TimeoutError:
-                pass
         return time.monotonic() - start
 
 
