@@ -107,10 +107,17 @@ class StudentClient:
         *,
         lang: Lang = "auto",
         encoding: Encoding = "utf-32",
+        max_in_flight: int | None = 1,
     ) -> None:
         self.url = url
+        # one edit in flight; keystrokes typed meanwhile go out composed with the ack
         self.state = DocumentClient(
-            token, doc, lang=lang, encoding=encoding, client_id=secrets.token_hex(8)
+            token,
+            doc,
+            lang=lang,
+            encoding=encoding,
+            client_id=secrets.token_hex(8),
+            max_in_flight=max_in_flight,
         )
         self.session = SocketSession(url)
         self.welcome: Welcome | None = None
