@@ -122,6 +122,8 @@ class RedisBus:
         removed: list[str],
         timing: dict[str, float] | None,
     ) -> None:
+        if not changed and not removed:
+            return  # nothing for another node's teachers to show
         body = {
             "t": "h",
             "k": doc.id,

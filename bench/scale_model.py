@@ -1,0 +1,282 @@
+"""Capacity on paper for 1,000,000 students from costs measured here (issue 12).
+
+    python bench/scale_model.py --out bench/results/scale            # ~3 minutes, needs root
+    python bench/scale_model.py --gateways 1,2,3 --students 60 --duration 30 --idle 5000
+
+Starts a PostgreSQL cluster, Redis and 1, 2, then 3 rules-only gateways (``--store``,
+``--bus``) with the test fixtures (tests/services.py). The same load each time: students
+in 6 classes (class i on gateway i mod n) typing one character per keystroke at ``--cps``
+with one edit in flight, and each class's teacher on the *next* gateway (so with 2 or 3
+gateways every update crosses Redis). It measures CPU seconds per acked edit in each
+process (gateways, PostgreSQL, Redis), commits and rows per edit (pg_stat), publishes
+per edit (Redis commandstats), the cross-node teacher latency (student's ack → the
+teacher's update, one clock), and the memory of ``--idle`` idle student sockets on one
+gateway. Then the capacity computation for ``--population`` students, ``--typing``
+of them typing, and ``--teachers`` teachers, on nodes of ``--node-vcpu`` vCPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from protocol import Ack, Observe, Update  # noqa: E402
+from server.auth import mint_token  # noqa: E402
+from server.docids import teacher_id  # noqa: E402
+from server.wsclient import Observer, StudentClient  # noqa: E402
+from tests.services import Gateway, Postgres, Redis  # noqa: E402
+
+TEXT = "The students write their essays one sentence at a time, and teachers watch. " * 4
+
+
+def _cpu(proc: psutil.Process, children: bool = False) -> float:
+    procs = [proc, *(proc.children(recursive=True) if children else [])]
+    total = 0.0
+    for p in procs:
+        try:
+            t = p.cpu_times()
+            total += t.user + t.system
+        except psutil.Error:
+            pass
+    return total
+
+
+def _pg_counters(pg: Postgres) -> tuple[int, int]:
+    commits = int(pg.sql("SELECT xact_commit FROM pg_stat_database WHERE datname='postgres'")[0][0])
+    rows = pg.sql("SELECT n_tup_ins FROM pg_stat_user_tables WHERE relname='edits'")
+    return commits, int(rows[0][0]) if rows else 0
+
+
+async def _redis_publishes(redis: Redis) -> int:
+    import redis.asyncio as aioredis
+
+    client = aioredis.from_url(redis.url)
+    stats = await client.info("commandstats")
+    await client.aclose()
+    return int(stats.get("cmdstat_spublish", {}).get("calls", 0))
+
+
+class Student(StudentClient):
+    def __init__(self, url: str, user: str, class_id: str, acked_at: dict[Any, float]) -> None:
+        token = mint_token(None, user=user, role="student", class_id=class_id, ttl_s=7200)
+        super().__init__(f"{url}?class={class_id}", token, "essay", lang="en")
+        self.key = (class_id, teacher_id(user, "essay"))
+        self.acked_at = acked_at
+        self.acks = 0
+
+    def _on_message(self, message: Any) -> None:
+        if isinstance(message, Ack):
+            self.acks += 1
+            self.acked_at[(*self.key, message.version)] = time.monotonic()
+        super()._on_message(message)
+
+
+async def _load(
+    gateways: list[Gateway], students: int, duration: float, cps: float, pg: Postgres, redis: Redis
+) -> dict[str, Any]:
+    acked_at: dict[Any, float] = {}
+    updated_at: dict[Any, float] = {}  # a local teacher may see the update before the ack
+    n = len(gateways)
+    classes = [f"k{i}" for i in range(6)]
+    crowd = [
+        Student(gateways[(j % 6) % n].url, f"s{j}", classes[j % 6], acked_at)
+        for j in range(students)
+    ]
+    teachers = []
+    for i, c in enumerate(classes):
+        token = mint_token(None, user=f"t{i}", role="teacher", class_id=c, ttl_s=7200)
+        teacher = Observer(f"{gateways[(i + 1) % n].url}?class={c}", token)
+        await teacher.connect()
+
+        def seen(m: Any, c: str = c) -> None:
+            if isinstance(m, Update):
+                updated_at[(c, m.doc, m.version)] = time.monotonic()
+
+        teacher.session.on_message = seen
+        await teacher.session.send(Observe(class_id=c))
+        teachers.append(teacher)
+    await asyncio.gather(*(s.connect() for s in crowd))
+    await asyncio.sleep(1.0)
+    procs = [psutil.Process(g.proc.pid) for g in gateways if g.proc]
+    pg_proc = psutil.Process(int((pg.data / "postmaster.pid").read_text().split()[0]))
+    redis_proc = psutil.Process(redis.proc.pid) if redis.proc else None
+    before = (
+        [_cpu(p) for p in procs],
+        _cpu(pg_proc, True),
+        _cpu(redis_proc) if redis_proc else 0.0,
+        _pg_counters(pg),
+        await _redis_publishes(redis),
+        sum(s.acks for s in crowd),
+    )
+    acked_at.clear()
+    updated_at.clear()
+    rng = random.Random(1)
+
+    async def type_(s: Student) -> None:
+        await asyncio.sleep(rng.random() / cps)
+        end = time.monotonic() + duration
+        i = 0
+        while time.monotonic() < end:
+            await s.type_text(TEXT[i % len(TEXT)])
+            i += 1
+            await asyncio.sleep(rng.expovariate(cps))
+
+    await asyncio.gather(*(type_(s) for s in crowd))
+    await asyncio.gather(*(s.wait_synced(30) for s in crowd))
+    await asyncio.sleep(0.5)
+    edits = sum(s.acks for s in crowd) - before[5]
+    gw_cpu = sum(_cpu(p) for p in procs) - sum(before[0])
+    pg_cpu = _cpu(pg_proc, True) - before[1]
+    redis_cpu = (_cpu(redis_proc) if redis_proc else 0.0) - before[2]
+    commits, rows = _pg_counters(pg)
+    publishes = await _redis_publishes(redis) - before[4]
+    for x in [*crowd, *teachers]:
+        await x.close()
+    lat = sorted(max(0.0, at - acked_at[k]) for k, at in updated_at.items() if k in acked_at)
+    return {
+        "gateways": n,
+        "students": students,
+        "edits": edits,
+        "edits_per_s": round(edits / duration, 1),
+        "gateway_cpu_ms_per_edit": round(1000 * gw_cpu / edits, 3),
+        "postgres_cpu_ms_per_edit": round(1000 * pg_cpu / edits, 3),
+        "redis_cpu_ms_per_publish": round(1000 * redis_cpu / max(1, publishes), 4),
+        "commits_per_edit": round((commits - before[3][0]) / edits, 3),
+        "rows_per_commit": round((rows - before[3][1]) / max(1, commits - before[3][0]), 2),
+        "publishes_per_edit": round(publishes / edits, 3),
+        "teacher_updates": len(lat),
+        "teacher_latency_ms_p50": round(1000 * lat[len(lat) // 2], 1) if lat else None,
+        "teacher_latency_ms_p99": round(1000 * lat[int(0.99 * (len(lat) - 1))], 1) if lat else None,
+    }
+
+
+async def _idle_memory(gateway: Gateway, count: int) -> dict[str, Any]:
+    proc = psutil.Process(gateway.proc.pid) if gateway.proc else None
+    assert proc is not None
+    before = proc.memory_info().rss
+    clients: list[StudentClient] = []
+    gate = asyncio.Semaphore(100)
+
+    async def one(i: int) -> None:
+        token = mint_token(None, user=f"idle{i}", role="student", class_id=f"i{i // 30}")
+        c = StudentClient(f"{gateway.url}?class=i{i // 30}", token, "essay", lang="en")
+        async with gate:
+            await c.connect(30)
+        clients.append(c)
+
+    await asyncio.gather(*(one(i) for i in range(count)))
+    await asyncio.sleep(3)
+    after = proc.memory_info().rss
+    await asyncio.gather(*(c.close() for c in clients), return_exceptions=True)
+    return {"sockets": count, "rss_mb_delta": round((after - before) / 2**20, 1),
+            "kb_per_connection": round((after - before) / count / 1024, 1)}  # fmt: skip
+
+
+def capacity(
+    runs: list[dict[str, Any]], idle: dict[str, Any] | None, a: argparse.Namespace
+) -> dict[str, Any]:
+    """Nodes, PostgreSQL and Redis shards for the population, from the largest run."""
+    top = max(runs, key=lambda r: r["gateways"])
+    edit_rate = a.population * a.typing * a.edits_per_typing_student
+    usable = a.node_vcpu * a.utilisation
+    gw_cores = edit_rate * top["gateway_cpu_ms_per_edit"] / 1000
+    nodes = gw_cores / usable
+    pg_cores = edit_rate * top["postgres_cpu_ms_per_edit"] / 1000
+    commits = edit_rate * top["commits_per_edit"]
+    publishes = edit_rate * top["publishes_per_edit"]
+    redis_cores = publishes * top["redis_cpu_ms_per_publish"] / 1000
+    memory_gb = (a.population + a.teachers) * (idle["kb_per_connection"] if idle else 50) / 2**20
+    return {
+        "edits_per_s": round(edit_rate),
+        "gateway_cores": round(gw_cores, 1),
+        "gateway_nodes": round(nodes, 1),
+        "postgres_cores": round(pg_cores, 1),
+        "postgres_shards": round(pg_cores / a.pg_cores_per_shard, 1),
+        "commits_per_s": round(commits),
+        "publishes_per_s": round(publishes),
+        "redis_cores": round(redis_cores, 2),
+        "redis_shards": round(redis_cores / a.redis_core_per_shard, 1),
+        "connection_memory_gb": round(memory_gb, 1),
+        "assumptions": {k: getattr(a, k) for k in (
+            "population", "typing", "teachers", "edits_per_typing_student", "node_vcpu",
+            "utilisation", "pg_cores_per_shard", "redis_core_per_shard")},
+    }  # fmt: skip
+
+
+async def main(a: argparse.Namespace) -> int:
+    a.out.mkdir(parents=True, exist_ok=True)
+    runs = []
+    idle = None
+    work = Path(tempfile.mkdtemp(prefix="inkstone-scale-"))
+    for n in [int(x) for x in a.gateways.split(",")]:
+        pg, redis = Postgres(synchronous=False), Redis()
+        env = {"INKSTONE_COMMIT_TICK_MS": str(a.tick_ms)}
+        args = (
+            "--store",
+            pg.dsn,
+            "--bus",
+            redis.url,
+            "--debounce-ms",
+            "300",
+            "--debounce-max-ms",
+            "1000",
+        )  # the production debounce, not the tests'
+        nodes = [Gateway(work, f"n{n}g{i}", *args, env=env) for i in range(n)]  # fmt: skip
+        try:
+            for g in nodes:
+                g.start(wait=False)
+            for g in nodes:
+                g.wait_healthy(60)
+            run = await _load(nodes, a.students, a.duration, a.cps, pg, redis)
+            print(json.dumps(run), flush=True)
+            runs.append(run)
+            if n == 1 and a.idle:
+                idle = await _idle_memory(nodes[0], a.idle)
+                print(json.dumps(idle), flush=True)
+        finally:
+            for g in nodes:
+                g.close()
+            redis.close()
+            pg.close()
+    result = {"runs": runs, "idle": idle, "capacity": capacity(runs, idle, a),
+              "command": " ".join(sys.argv)}  # fmt: skip
+    (a.out / "scale.json").write_text(json.dumps(result, indent=1))
+    print(json.dumps(result["capacity"], indent=1))
+    return 0
+
+
+def parse() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "scale")
+    p.add_argument("--gateways", default="1,2,3")
+    p.add_argument("--students", type=int, default=60)
+    p.add_argument("--duration", type=float, default=30.0)
+    p.add_argument("--cps", type=float, default=3.0, help="keystrokes per second per student")
+    p.add_argument("--tick-ms", type=float, default=10.0, help="group-commit tick")
+    p.add_argument("--idle", type=int, default=5000, help="idle sockets for memory (0: skip)")
+    p.add_argument("--population", type=int, default=1_000_000)
+    p.add_argument("--typing", type=float, default=0.2)
+    p.add_argument("--teachers", type=int, default=30_000)
+    p.add_argument("--edits-per-typing-student", type=float, default=2.0,
+                   help="edits/s per typing student (measured with inkstone loadgen)")  # fmt: skip
+    p.add_argument("--node-vcpu", type=int, default=32)
+    p.add_argument("--utilisation", type=float, default=0.7, help="CPU share planned per node")
+    p.add_argument("--pg-cores-per-shard", type=float, default=24.0)
+    p.add_argument("--redis-core-per-shard", type=float, default=0.8)
+    return p.parse_args()
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main(parse())))
