@@ -1,7 +1,9 @@
 """Capacity on paper for 1,000,000 students from costs measured here (issue 12).
 
     python bench/scale_model.py --out bench/results/scale            # ~3 minutes, needs root
-    python bench/scale_model.py --gateways 1,2,3 --students 60 --duration 30 --idle 5000
+    python bench/scale_model.py --gateways 0,1,2,3 --students 60 --duration 30 --idle 5000
+
+``--gateways 0`` is the one-machine baseline: one gateway on SQLite, no bus.
 
 Starts a PostgreSQL cluster, Redis and 1, 2, then 3 rules-only gateways (``--store``,
 ``--bus``) with the test fixtures (tests/services.py). The same load each time: students
@@ -110,6 +112,9 @@ async def _load(
     await asyncio.gather(*(s.connect() for s in crowd))
     await asyncio.sleep(1.0)
     procs = [psutil.Process(g.proc.pid) for g in gateways if g.proc]
+    idle0 = sum(_cpu(p) for p in procs)
+    await asyncio.sleep(5.0)  # everyone connected, nobody typing: the gateways' fixed cost
+    idle_per_s = (sum(_cpu(p) for p in procs) - idle0) / 5.0
     pg_proc = psutil.Process(int((pg.data / "postmaster.pid").read_text().split()[0]))
     redis_proc = psutil.Process(redis.proc.pid) if redis.proc else None
     before = (
@@ -146,11 +151,16 @@ async def _load(
         await x.close()
     lat = sorted(max(0.0, at - acked_at[k]) for k, at in updated_at.items() if k in acked_at)
     return {
-        "gateways": n,
+        "gateways": len(gateways),
         "students": students,
         "edits": edits,
         "edits_per_s": round(edits / duration, 1),
         "gateway_cpu_ms_per_edit": round(1000 * gw_cpu / edits, 3),
+        "gateway_idle_cpu_percent": round(100 * idle_per_s / n, 2),  # per gateway
+        # the typing's own cost: the idle (fixed, per node) CPU of the window taken out
+        "gateway_cpu_ms_per_edit_net": round(
+            1000 * max(0.0, gw_cpu - idle_per_s * duration) / edits, 3
+        ),
         "postgres_cpu_ms_per_edit": round(1000 * pg_cpu / edits, 3),
         "redis_cpu_ms_per_publish": round(1000 * redis_cpu / max(1, publishes), 4),
         "commits_per_edit": round((commits - before[3][0]) / edits, 3),
@@ -158,6 +168,8 @@ async def _load(
         "publishes_per_edit": round(publishes / edits, 3),
         "teacher_updates": len(lat),
         "teacher_latency_ms_p50": round(1000 * lat[len(lat) // 2], 1) if lat else None,
+        "teacher_latency_ms_p95": round(1000 * lat[int(0.95 * (len(lat) - 1))], 1) if lat else None,
+        "teacher_latency_over_250ms": sum(x > 0.25 for x in lat),
         "teacher_latency_ms_p99": round(1000 * lat[int(0.99 * (len(lat) - 1))], 1) if lat else None,
     }
 
@@ -184,16 +196,63 @@ async def _idle_memory(gateway: Gateway, count: int) -> dict[str, Any]:
             "kb_per_connection": round((after - before) / count / 1024, 1)}  # fmt: skip
 
 
+async def _store_rate(pg: Postgres, docs: int, seconds: float, tick_ms: float) -> dict[str, Any]:
+    """Group commit alone, at a gateway's full rate: ``docs`` documents with one append
+    in flight each, straight into :class:`PostgresStore` (no sockets)."""
+    from server.store.postgres import PostgresStore
+
+    store = PostgresStore(pg.dsn, commit_tick_ms=tick_ms, snapshot_every=100)
+    pg.sql(
+        "INSERT INTO documents SELECT 'b/' || i, 'e', 'u' || i, 'b', 'en', 0, 0, '', 0, 0, 0, 0 "
+        f"FROM generate_series(1, {docs}) i ON CONFLICT DO NOTHING"
+    )
+    pg_proc = psutil.Process(int((pg.data / "postmaster.pid").read_text().split()[0]))
+    texts = {f"b/{i}": "" for i in range(1, docs + 1)}
+    versions = dict.fromkeys(texts, 0)
+    rows = 0
+
+    async def writer(key: str, until: float) -> None:
+        nonlocal rows
+        while time.monotonic() < until:
+            text = texts[key] + "x"
+            versions[key] += 1
+            at = len(texts[key])
+            await store.append_later(key, versions[key], [(at, at, "x")], text)
+            texts[key] = text
+            rows += 1
+
+    cpu0, commits0 = _cpu(pg_proc, True), store.stats["commits"]
+    start = time.monotonic()
+    await asyncio.gather(*(writer(k, start + seconds) for k in texts))
+    elapsed = time.monotonic() - start
+    cpu = _cpu(pg_proc, True) - cpu0
+    commits = store.stats["commits"] - commits0
+    store.close()
+    return {
+        "docs": docs,
+        "tick_ms": tick_ms,
+        "rows_per_s": round(rows / elapsed),
+        "rows_per_commit": round(rows / max(1, commits), 1),
+        "postgres_cpu_ms_per_row": round(1000 * cpu / rows, 4),
+    }  # fmt: skip
+
+
 def capacity(
-    runs: list[dict[str, Any]], idle: dict[str, Any] | None, a: argparse.Namespace
+    runs: list[dict[str, Any]],
+    idle: dict[str, Any] | None,
+    group: dict[str, Any] | None,
+    a: argparse.Namespace,
 ) -> dict[str, Any]:
     """Nodes, PostgreSQL and Redis shards for the population, from the largest run."""
-    top = max(runs, key=lambda r: r["gateways"])
+    top = max(runs, key=lambda r: (r["store"] != "sqlite", r["gateways"]))
     edit_rate = a.population * a.typing * a.edits_per_typing_student
     usable = a.node_vcpu * a.utilisation
     gw_cores = edit_rate * top["gateway_cpu_ms_per_edit"] / 1000
     nodes = gw_cores / usable
-    pg_cores = edit_rate * top["postgres_cpu_ms_per_edit"] / 1000
+    # PostgreSQL at a fleet's rates batches far more rows per COMMIT than the small runs:
+    # its cost per row then comes from the group-commit run when there is one
+    pg_ms = group["postgres_cpu_ms_per_row"] if group else top["postgres_cpu_ms_per_edit"]
+    pg_cores = edit_rate * pg_ms / 1000
     commits = edit_rate * top["commits_per_edit"]
     publishes = edit_rate * top["publishes_per_edit"]
     redis_cores = publishes * top["redis_cpu_ms_per_publish"] / 1000
@@ -223,26 +282,28 @@ async def main(a: argparse.Namespace) -> int:
     for n in [int(x) for x in a.gateways.split(",")]:
         pg, redis = Postgres(synchronous=False), Redis()
         env = {"INKSTONE_COMMIT_TICK_MS": str(a.tick_ms)}
-        args = (
-            "--store",
-            pg.dsn,
-            "--bus",
-            redis.url,
-            "--debounce-ms",
-            "300",
-            "--debounce-max-ms",
-            "1000",
-        )  # the production debounce, not the tests'
-        nodes = [Gateway(work, f"n{n}g{i}", *args, env=env) for i in range(n)]  # fmt: skip
+        args: tuple[str, ...] = ("--store", pg.dsn, "--bus", redis.url) if n else ()
+        args += ("--debounce-ms", "300", "--debounce-max-ms", "1000")  # production debounce
+        nodes = [Gateway(work, f"n{n}g{i}", *args, env=env) for i in range(max(1, n))]
         try:
             for g in nodes:
                 g.start(wait=False)
             for g in nodes:
                 g.wait_healthy(60)
             run = await _load(nodes, a.students, a.duration, a.cps, pg, redis)
+            run["store"] = "postgresql+redis" if n else "sqlite"
+            if not n:  # PostgreSQL and Redis ran idle beside it
+                for key in (
+                    "postgres_cpu_ms_per_edit",
+                    "redis_cpu_ms_per_publish",
+                    "commits_per_edit",
+                    "rows_per_commit",
+                    "publishes_per_edit",
+                ):
+                    run[key] = None  # fmt: skip
             print(json.dumps(run), flush=True)
             runs.append(run)
-            if n == 1 and a.idle:
+            if n == 1 and a.idle:  # on PostgreSQL + Redis, like a node of the fleet
                 idle = await _idle_memory(nodes[0], a.idle)
                 print(json.dumps(idle), flush=True)
         finally:
@@ -250,7 +311,16 @@ async def main(a: argparse.Namespace) -> int:
                 g.close()
             redis.close()
             pg.close()
-    result = {"runs": runs, "idle": idle, "capacity": capacity(runs, idle, a),
+    group = None
+    if a.store_docs:
+        pg = Postgres(synchronous=False)
+        try:
+            group = await _store_rate(pg, a.store_docs, 10.0, a.tick_ms)
+            print(json.dumps(group), flush=True)
+        finally:
+            pg.close()
+    result = {"runs": runs, "idle": idle, "group_commit": group,
+              "capacity": capacity(runs, idle, group, a),
               "command": " ".join(sys.argv)}  # fmt: skip
     (a.out / "scale.json").write_text(json.dumps(result, indent=1))
     print(json.dumps(result["capacity"], indent=1))
@@ -266,6 +336,8 @@ def parse() -> argparse.Namespace:
     p.add_argument("--cps", type=float, default=3.0, help="keystrokes per second per student")
     p.add_argument("--tick-ms", type=float, default=10.0, help="group-commit tick")
     p.add_argument("--idle", type=int, default=5000, help="idle sockets for memory (0: skip)")
+    p.add_argument("--store-docs", type=int, default=2000,
+                   help="documents for the group-commit run (0: skip)")  # fmt: skip
     p.add_argument("--population", type=int, default=1_000_000)
     p.add_argument("--typing", type=float, default=0.2)
     p.add_argument("--teachers", type=int, default=30_000)

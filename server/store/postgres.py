@@ -354,6 +354,19 @@ class PostgresStore:
 
         self._call(go())
 
+    def _later(self, what: str, sql: str, *args: Any) -> None:
+        """A write nobody waits for (analyses, sessions, language): it must not hold the
+        service's loop for a COMMIT's fsync; a failure is logged, as SQLite's would be."""
+
+        async def go() -> None:
+            await self.pool.execute(sql, *args)
+
+        def done(future: concurrent.futures.Future[None]) -> None:
+            if not future.cancelled() and future.exception() is not None:
+                log.warning("could not store %s: %s", what, future.exception())
+
+        asyncio.run_coroutine_threadsafe(go(), self._loop).add_done_callback(done)
+
     def create(self, key: str, name: str, owner: str, class_id: str, lang: str) -> None:
         now = time.time()
         self._run(
@@ -368,7 +381,7 @@ class PostgresStore:
         self._sizes[key] = (0, 0)
 
     def set_lang(self, key: str, lang: str) -> None:
-        self._run("UPDATE documents SET lang=$2 WHERE key=$1", key, lang)
+        self._later("a language", "UPDATE documents SET lang=$2 WHERE key=$1", key, lang)
 
     def dismiss(self, key: str, hint: str) -> None:
         self._run(
@@ -381,7 +394,8 @@ class PostgresStore:
     def save_analysis(
         self, key: str, version: int, analysis: dict[str, Any], scores: dict[str, Any] | None
     ) -> None:
-        self._run(
+        self._later(
+            "an analysis",
             "INSERT INTO analyses VALUES ($1, $2, $3, $4, $5) ON CONFLICT (doc) DO UPDATE SET "
             "version=EXCLUDED.version, hints=EXCLUDED.hints, scores=EXCLUDED.scores, "
             "updated=EXCLUDED.updated WHERE analyses.version <= EXCLUDED.version",
@@ -393,7 +407,8 @@ class PostgresStore:
         )
 
     def add_session(self, session: str, key: str, user: str) -> None:
-        self._run(
+        self._later(
+            "a session",
             "INSERT INTO sessions VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
             session,
             key,
