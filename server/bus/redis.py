@@ -146,18 +146,32 @@ class RedisBus:
         self._put(doc.class_id, {"t": "d", "k": doc.id, "v": doc.version})
 
     async def _publisher(self) -> None:
+        """Everything queued goes in one pipelined round trip, in order."""
         while True:
-            name, data, hset = await self.outbox.get()
+            batch = [await self.outbox.get()]
+            while not self.outbox.empty() and len(batch) < 256:
+                batch.append(self.outbox.get_nowait())
             try:
-                if hset is not None and not await self.redis.eval(
-                    CLAIM, 1, hset[0], hset[1], hset[2], self.node
-                ):
-                    continue  # another node holds the student now: its word stands
-                await self.redis.spublish(name, data)
-                self.stats["published"] += 1
+                pipe = self.redis.pipeline(transaction=False)
+                for name, data, hset in batch:
+                    if hset is not None:
+                        await self._flush(pipe)
+                        pipe = self.redis.pipeline(transaction=False)
+                        if not await self.redis.eval(
+                            CLAIM, 1, hset[0], hset[1], hset[2], self.node
+                        ):
+                            continue  # another node holds the student now: its word stands
+                    pipe.spublish(name, data)
+                await self._flush(pipe)
             except (RedisError, OSError) as exc:
-                self.stats["dropped"] += 1
+                self.stats["dropped"] += len(batch)
                 log.debug("publish dropped: %s", exc)
+
+    async def _flush(self, pipe: Any) -> None:
+        n = len(pipe)
+        if n:
+            await pipe.execute()
+            self.stats["published"] += n
 
     # ------------------------------------------------------------ incoming
 

@@ -27,6 +27,7 @@ COMMIT), ``crash_before_ack`` (after COMMIT, before any ack) and the control
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import contextlib
 import logging
@@ -150,6 +151,8 @@ class PostgresStore:
         self.stats = {"commits": 0, "rows": 0, "fenced": 0, "failed_batches": 0}
         self._sizes: dict[str, tuple[int, int]] = {}  # key -> (log bytes, stored bytes)
         self._queue: list[_Entry] = []
+        self._incoming: collections.deque[_Entry] = collections.deque()
+        self._kicked = False
         self._submitted = 0
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="pg-store", daemon=True)
@@ -208,7 +211,10 @@ class PostgresStore:
         entry = _Entry(
             key, version, payload, origin, snapshot, stored, log_bytes, loop.create_future(), loop
         )
-        self._loop.call_soon_threadsafe(self._enqueue, entry)
+        self._incoming.append(entry)  # deque: appends are thread-safe
+        if not self._kicked:  # one wake-up of the store's loop per tick, not per edit
+            self._kicked = True
+            self._loop.call_soon_threadsafe(self._take_incoming)
         return entry.done
 
     def append(
@@ -238,15 +244,19 @@ class PostgresStore:
         threading.Thread(target=lambda: asyncio.run(runner()), daemon=True).start()
         return result.result(self.timeout_s + 1)
 
-    def _enqueue(self, entry: _Entry) -> None:
-        self._queue.append(entry)
-        self._wake.set()
+    def _take_incoming(self) -> None:
+        self._kicked = False
+        while self._incoming:
+            self._queue.append(self._incoming.popleft())
+        if self._queue:
+            self._wake.set()
 
     async def _commit_loop(self) -> None:
         while True:
             await self._wake.wait()
             await asyncio.sleep(self.tick_s)  # a tick's edits go in one COMMIT
             batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch :]
+            self._take_incoming()
             if not self._queue:
                 self._wake.clear()
             if batch:
@@ -289,19 +299,21 @@ class PostgresStore:
             error = StorageError(f"{type(exc).__name__}: {exc}")
             for e in batch:
                 self._sizes.pop(e.key, None)
-                e.loop.call_soon_threadsafe(_settle, e.done, None, error)
+            _settle_all([(e, None, error) for e in batch])
             return
         self._fault("crash_before_ack", batch)
         self.stats["commits"] += 1
         self.stats["rows"] += len(rows)
+        outcomes: list[tuple[_Entry, int | None, Exception | None]] = []
         for e in batch:
             if e.key in won:
-                e.loop.call_soon_threadsafe(_settle, e.done, e.stored, None)
+                outcomes.append((e, e.stored, None))
             else:
                 self.stats["fenced"] += 1
                 self._sizes.pop(e.key, None)
                 fenced = Fenced(f"version {e.version} of this document was written elsewhere")
-                e.loop.call_soon_threadsafe(_settle, e.done, None, fenced)
+                outcomes.append((e, None, fenced))
+        _settle_all(outcomes)
 
     async def _write_rows(self, conn: asyncpg.Connection, rows: list[_Entry]) -> None:
         await conn.execute(
@@ -518,10 +530,21 @@ async def _no_reset(conn: asyncpg.Connection) -> None:
     behind (asyncpg's default reset would cost a round trip and a transaction each time)."""
 
 
-def _settle(future: asyncio.Future[int], result: int | None, error: Exception | None) -> None:
-    if future.done():
-        return
-    if error is not None:
-        future.set_exception(error)
-    else:
-        future.set_result(result or 0)
+def _settle_all(outcomes: list[tuple[_Entry, int | None, Exception | None]]) -> None:
+    """Resolve a batch's futures with one wake-up of each waiting loop, in batch order."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Entry, int | None, Exception | None]]]
+    by_loop = {}
+    for outcome in outcomes:
+        by_loop.setdefault(outcome[0].loop, []).append(outcome)
+    for loop, items in by_loop.items():
+        loop.call_soon_threadsafe(_settle, items)
+
+
+def _settle(items: list[tuple[_Entry, int | None, Exception | None]]) -> None:
+    for entry, result, error in items:
+        if entry.done.done():
+            continue
+        if error is not None:
+            entry.done.set_exception(error)
+        else:
+            entry.done.set_result(result or 0)
