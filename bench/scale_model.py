@@ -243,38 +243,56 @@ def capacity(
     group: dict[str, Any] | None,
     a: argparse.Namespace,
 ) -> dict[str, Any]:
-    """Nodes, PostgreSQL and Redis shards for the population, from the largest run."""
-    top = max(runs, key=lambda r: (r["store"] != "sqlite", r["gateways"]))
+    """Nodes, PostgreSQL and Redis for the population, from the multi-node run with the
+    most gateways (every teacher on another node: the worst case) and from the one-gateway
+    run (teachers on their class's node, what HAProxy's class hashing gives)."""
+    multi = [r for r in runs if r.get("store") != "sqlite"]
+    worst = max(multi, key=lambda r: r["gateways"])
+    local = min(multi, key=lambda r: r["gateways"])
     edit_rate = a.population * a.typing * a.edits_per_typing_student
     usable = a.node_vcpu * a.utilisation
-    gw_cores = edit_rate * top["gateway_cpu_ms_per_edit"] / 1000
-    nodes = gw_cores / usable
-    # PostgreSQL at a fleet's rates batches far more rows per COMMIT than the small runs:
-    # its cost per row then comes from the group-commit run when there is one
-    pg_ms = group["postgres_cpu_ms_per_row"] if group else top["postgres_cpu_ms_per_edit"]
-    pg_cores = edit_rate * pg_ms / 1000
-    commits = edit_rate * top["commits_per_edit"]
-    publishes = edit_rate * top["publishes_per_edit"]
-    redis_cores = publishes * top["redis_cpu_ms_per_publish"] / 1000
+
+    def nodes(run: dict[str, Any]) -> float:
+        return edit_rate * run["gateway_cpu_ms_per_edit"] / 1000 / usable
+
+    # One asyncio gateway process per vCPU, each with its own group commit: the rows a
+    # process has per tick are what one COMMIT carries.
+    processes = nodes(worst) * usable
+    rows_per_commit = max(1.0, edit_rate / processes * a.tick_ms / 1000)
+    pg_low = edit_rate * (group["postgres_cpu_ms_per_row"] if group else 0.0) / 1000
+    pg_high = edit_rate * worst["postgres_cpu_ms_per_edit"] / 1000
+    publishes = edit_rate * worst["publishes_per_edit"]
+    redis_cores = publishes * worst["redis_cpu_ms_per_publish"] / 1000
     memory_gb = (a.population + a.teachers) * (idle["kb_per_connection"] if idle else 50) / 2**20
     return {
         "edits_per_s": round(edit_rate),
-        "gateway_cores": round(gw_cores, 1),
-        "gateway_nodes": round(nodes, 1),
-        "postgres_cores": round(pg_cores, 1),
-        "postgres_shards": round(pg_cores / a.pg_cores_per_shard, 1),
-        "commits_per_s": round(commits),
+        "gateway_nodes_all_teachers_remote": round(nodes(worst), 1),
+        "gateway_nodes_teachers_local": round(nodes(local), 1),
+        "gateway_cpu_ms_per_edit_for_15_nodes": round(15 * usable / edit_rate * 1000, 3),
+        "gateway_processes": round(processes),
+        "rows_per_commit": round(rows_per_commit, 1),
+        "commits_per_s": round(edit_rate / rows_per_commit),
+        "postgres_cores_big_batches": round(pg_low, 1),
+        "postgres_cores_small_batches": round(pg_high, 1),
+        "postgres_shards": [round(pg_low / a.pg_cores_per_shard, 1),
+                            round(pg_high / a.pg_cores_per_shard, 1)],
         "publishes_per_s": round(publishes),
-        "redis_cores": round(redis_cores, 2),
+        "redis_cores": round(redis_cores, 1),
         "redis_shards": round(redis_cores / a.redis_core_per_shard, 1),
         "connection_memory_gb": round(memory_gb, 1),
         "assumptions": {k: getattr(a, k) for k in (
             "population", "typing", "teachers", "edits_per_typing_student", "node_vcpu",
-            "utilisation", "pg_cores_per_shard", "redis_core_per_shard")},
+            "utilisation", "tick_ms", "pg_cores_per_shard", "redis_core_per_shard")},
     }  # fmt: skip
 
 
 async def main(a: argparse.Namespace) -> int:
+    if a.recompute is not None:  # the capacity computation again, from measured results
+        result = json.loads(a.recompute.read_text())
+        result["capacity"] = capacity(result["runs"], result["idle"], result["group_commit"], a)
+        a.recompute.write_text(json.dumps(result, indent=1))
+        print(json.dumps(result["capacity"], indent=1))
+        return 0
     a.out.mkdir(parents=True, exist_ok=True)
     runs = []
     idle = None
@@ -338,6 +356,8 @@ def parse() -> argparse.Namespace:
     p.add_argument("--idle", type=int, default=5000, help="idle sockets for memory (0: skip)")
     p.add_argument("--store-docs", type=int, default=2000,
                    help="documents for the group-commit run (0: skip)")  # fmt: skip
+    p.add_argument("--recompute", type=Path, default=None,
+                   help="only redo the capacity computation of this scale.json")  # fmt: skip
     p.add_argument("--population", type=int, default=1_000_000)
     p.add_argument("--typing", type=float, default=0.2)
     p.add_argument("--teachers", type=int, default=30_000)
