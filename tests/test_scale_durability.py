@@ -137,3 +137,40 @@ def test_control_ack_before_commit_is_reported_as_loss(tmp_path: Path, pg: Postg
         assert loss.lost, "the audit must see the acked edit that was never committed"
 
     asyncio.run(asyncio.wait_for(main(), 50))
+
+
+def test_two_gateways_owning_one_document_are_fenced(tmp_path: Path, pg: Postgres) -> None:
+    """After a rebalance two gateways may both hold a document: the second writer of a
+    version loses the compare-and-set, reloads, and its client resends; no version is
+    written twice and every acked edit is stored once."""
+
+    async def main() -> None:
+        gw_a, gw_b = (
+            _gateway(tmp_path, pg),
+            Gateway(tmp_path, "gw-b", "--store", pg.dsn, env={"INKSTONE_SNAPSHOT_EVERY": "100000"}),
+        )
+        gw_a.start()
+        gw_b.start()
+        a, b = Typist(gw_a.url, "s1", "c1"), Typist(gw_b.url, "s1", "c1")
+        try:
+            await a.connect()
+            await _type_acked(a, "aaa")
+            await b.connect()  # gateway B loads version 3 from PostgreSQL
+            await _type_acked(b, "b")  # version 4, written by B
+            await a.type_text("A")  # gateway A still holds version 3 in memory
+            await a.wait_synced(10)  # fenced, reloaded, resent as a replace
+            assert "storage" in a.errors
+            rows = pg.sql("SELECT version FROM edits WHERE doc = 'c1/s1/essay' ORDER BY version")
+            versions = [int(v) for (v,) in rows]
+            assert versions == list(range(1, len(versions) + 1))  # each version once
+            loss = audit(pg, [a, b], final=False)
+            assert loss.lost == loss.duplicates == []
+            stored = pg.sql("SELECT version FROM documents WHERE key = 'c1/s1/essay'")
+            assert int(stored[0][0]) == versions[-1] == a.state.version
+        finally:
+            await a.close()
+            await b.close()
+            gw_a.close()
+            gw_b.close()
+
+    asyncio.run(asyncio.wait_for(main(), 50))
