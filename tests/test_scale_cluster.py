@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -193,3 +194,41 @@ def test_redis_killed_mid_run(tmp_path: Path, pg: Postgres, redis_server: Redis)
     finally:
         for g in nodes:
             g.close()
+
+
+def test_teacher_arriving_on_a_busy_unwatched_class_converges(
+    tmp_path: Path, pg: Postgres, redis_server: Redis
+) -> None:
+    """A class nobody watches from another node is not published at all; a teacher who
+    starts observing it from another node while it types still sees every edit and every
+    document (the copies catch up from the store)."""
+    nodes = _gateways(tmp_path, pg, redis_server, 2)
+
+    async def main() -> None:
+        typists = [Typist(nodes[0].url, f"s{i}", "q1") for i in range(2)]
+        for t in typists:
+            await t.connect()
+        line = "Nobody watches yet; then a teacher does. " * 2
+        typing = [asyncio.create_task(t.type_slowly(line, 0.03)) for t in typists]
+        await asyncio.sleep(1.2)  # gateway 0 learnt that nobody listens: it publishes nothing
+        assert not any(t.done() for t in typing)
+        teacher = Teacher(nodes[1].url, "t1", "q1")
+        await teacher.watch()  # subscribes while the class types, unpublished
+        late = Typist(nodes[0].url, "s-late", "q1")  # a document created meanwhile
+        await late.connect()
+        await late.type_slowly("Typed while it subscribes.", 0.01)
+        await asyncio.gather(*typing)
+        everyone = [*typists, late]
+        await asyncio.gather(*(t.wait_synced(10) for t in everyone))
+        await teacher.until(_final(teacher, everyone), 5)
+        await teacher.until(_present(teacher, everyone, "online"), 5)
+        for x in [*everyone, teacher]:
+            await x.close()
+
+    try:
+        asyncio.run(asyncio.wait_for(main(), 50))
+    finally:
+        for g in nodes:
+            g.close()
+    unheard = re.findall(r"'unheard': (\d+)", nodes[0].log.read_text())
+    assert unheard and int(unheard[-1]) > 0, "gateway 0 skipped publishing while unwatched"

@@ -72,13 +72,17 @@ class RedisBus:
         self.heartbeat_s = heartbeat_s
         self.presence_poll_s = presence_poll_s
         self.redis = aioredis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
-        self.outbox: asyncio.Queue[tuple[str, bytes, tuple[str, str, str] | None]] = asyncio.Queue(
-            queue_limit
+        self.outbox: asyncio.Queue[tuple[str, bytes | None, tuple[str, str, str] | None]] = (
+            asyncio.Queue(queue_limit)
         )
+        # subscribers per class channel (PUBSUB SHARDNUMSUB), for the classes published lately
+        self.listeners: dict[str, int] = {}
+        self.recent: set[str] = set()
+        self.listeners_s = 0.5
         self.relay: Relay | None = None
         self.watched: set[str] = set()
         self.subscribed: set[str] = set()
-        self.stats = {"published": 0, "dropped": 0, "received": 0, "reconnects": 0}
+        self.stats = {"published": 0, "dropped": 0, "received": 0, "reconnects": 0, "unheard": 0}
         self.tasks: list[asyncio.Task[None]] = []
         self._resubscribe = asyncio.Event()
 
@@ -88,11 +92,19 @@ class RedisBus:
     async def start(self) -> None:
         with contextlib.suppress(RedisError, OSError):
             await self.redis.set(f"inkstone:node:{self.node}", "1", px=self.node_ttl_ms)
-        for job in (self._publisher(), self._subscriber(), self._heartbeat(), self._poll()):
+        jobs = (
+            self._publisher(),
+            self._subscriber(),
+            self._heartbeat(),
+            self._poll(),
+            self._count_listeners(),
+        )
+        for job in jobs:
             self.tasks.append(asyncio.create_task(job))
 
     async def close(self) -> None:
-        for task in self.tasks:
+        log.info("bus %s: %s", self.node, self.stats)
+        for task in list(self.tasks):
             task.cancel()
         with contextlib.suppress(Exception):
             await self.redis.delete(f"inkstone:node:{self.node}")
@@ -102,15 +114,44 @@ class RedisBus:
     # ------------------------------------------------------------ outgoing
 
     def _put(
-        self, class_id: str, body: dict[str, Any], hset: tuple[str, str, str] | None = None
+        self, class_id: str, body: dict[str, Any] | None, hset: tuple[str, str, str] | None = None
     ) -> None:
-        body["n"] = self.node
+        data = None
+        if body is not None:
+            body["n"] = self.node
+            data = orjson.dumps(body)
         try:
-            self.outbox.put_nowait((channel(class_id), orjson.dumps(body), hset))
+            self.outbox.put_nowait((channel(class_id), data, hset))
         except asyncio.QueueFull:
             self.stats["dropped"] += 1
 
+    def _heard(self, class_id: str) -> bool:
+        """Whether a node other than this one may listen on the class's channel. With
+        HAProxy hashing classes, most classes have no remote teacher: their messages are
+        not published at all. Unknown or stale counts publish; a teacher's node that
+        subscribes re-reads its copies once the counts have caught up (``_catch_up``)."""
+        self.recent.add(class_id)
+        count = self.listeners.get(class_id)
+        if count is None or count > (1 if class_id in self.subscribed else 0):
+            return True
+        self.stats["unheard"] += 1
+        return False
+
+    async def _count_listeners(self) -> None:
+        while True:
+            await asyncio.sleep(self.listeners_s)
+            classes, self.recent = sorted(self.recent), set()
+            fresh: dict[str, int] = {}
+            with contextlib.suppress(RedisError, OSError):
+                if classes:
+                    counts = await self.redis.pubsub_shardnumsub(*map(channel, classes))
+                    names = {channel(c): c for c in classes}
+                    fresh = {names[_text(name)]: int(n) for name, n in counts}
+            self.listeners = fresh  # classes not published lately: unknown again
+
     def updated(self, doc: Document, version: int, applied: list[Any]) -> None:
+        if not self._heard(doc.class_id):
+            return
         changes = [[a.start, a.end, a.text] for a in applied]
         self._put(doc.class_id, {"t": "u", "k": doc.id, "v": version, "c": changes})
 
@@ -122,7 +163,7 @@ class RedisBus:
         removed: list[str],
         timing: dict[str, float] | None,
     ) -> None:
-        if not changed and not removed:
+        if (not changed and not removed) or not self._heard(doc.class_id):
             return  # nothing for another node's teachers to show
         body = {
             "t": "h",
@@ -136,13 +177,18 @@ class RedisBus:
         self._put(doc.class_id, body)
 
     def scores(self, doc: Document, wire: dict[str, Any]) -> None:
+        if not self._heard(doc.class_id):
+            return
         self._put(doc.class_id, {"t": "s", "k": doc.id, "v": wire.get("version"), "w": wire})
 
     def presence(self, doc: Document, state: str) -> None:
         hset = (f"inkstone:presence:{doc.class_id}", doc.id, f"{self.node}|{state}")
-        self._put(doc.class_id, {"t": "p", "k": doc.id, "s": state, "v": doc.version}, hset)
+        body = {"t": "p", "k": doc.id, "s": state, "v": doc.version}
+        self._put(doc.class_id, body if self._heard(doc.class_id) else None, hset)
 
     def new_doc(self, doc: Document) -> None:
+        if not self._heard(doc.class_id):
+            return
         self._put(doc.class_id, {"t": "d", "k": doc.id, "v": doc.version})
 
     async def _publisher(self) -> None:
@@ -161,7 +207,8 @@ class RedisBus:
                             CLAIM, 1, hset[0], hset[1], hset[2], self.node
                         ):
                             continue  # another node holds the student now: its word stands
-                    pipe.spublish(name, data)
+                    if data is not None:
+                        pipe.spublish(name, data)
                 await self._flush(pipe)
             except (RedisError, OSError) as exc:
                 self.stats["dropped"] += len(batch)
@@ -181,7 +228,7 @@ class RedisBus:
             self.watched.add(class_id)
             self._resubscribe.set()
             if self.relay is not None:
-                self.tasks.append(asyncio.create_task(self._refresh_presence([class_id])))
+                self._spawn(self._refresh_presence([class_id]))
 
     def on_load(self, doc: Document) -> None:
         if self.relay is not None:
@@ -196,8 +243,10 @@ class RedisBus:
                 while True:
                     wanted = set(self.watched)
                     if wanted - self.subscribed:
-                        await pubsub.ssubscribe(*[channel(c) for c in wanted - self.subscribed])
+                        new = wanted - self.subscribed
+                        await pubsub.ssubscribe(*[channel(c) for c in new])
                         self.subscribed |= wanted
+                        self._spawn(self._catch_up(sorted(new)))
                         if not first and self.relay is not None:
                             await self.relay.resync(list(self.watched))
                         first = False
@@ -215,6 +264,18 @@ class RedisBus:
                 with contextlib.suppress(Exception):
                     await pubsub.aclose()
                 await asyncio.sleep(0.5)
+
+    def _spawn(self, job: Any) -> None:
+        task = asyncio.create_task(job)
+        self.tasks.append(task)
+        task.add_done_callback(self.tasks.remove)
+
+    async def _catch_up(self, classes: list[str]) -> None:
+        """Publishers learn of a new subscriber within ``listeners_s``; whatever they did
+        not publish before that is read from the store once they have."""
+        await asyncio.sleep(3 * self.listeners_s + 0.2)
+        if self.relay is not None:
+            await self.relay.resync(classes)
 
     def _received(self, data: bytes) -> None:
         body = orjson.loads(data)
@@ -261,3 +322,7 @@ class RedisBus:
                 if node != self.node:
                     states[key.decode()] = state if node in alive else "offline"
         self.relay.presence_seen(states)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

@@ -36,27 +36,29 @@ class Relay:
         # analyses its latest text while the COMMIT is in flight): applied once they have.
         self.ahead: dict[str, list[dict[str, Any]]] = {}
 
-    def _copy(self, key: str, class_id: str) -> Document | None:
-        """The copy to bring forward: loaded while the class is observed here."""
+    def _introduce(self, key: str, class_id: str) -> None:
+        """A document of an observed class this node has no copy of (new, or its news was
+        lost): load it from the store and show it to the class's teachers."""
         service = self.service
-        doc = service.documents.get(key)
+        if key in service.documents or not service.class_observers.get(class_id):
+            return
+        try:
+            doc = service._load(key)
+        except StorageError as exc:
+            log.warning("could not load %s: %s", key, exc)
+            return
         if doc is not None:
-            return doc
-        if not service.class_observers.get(class_id):
-            return None
-        return service._load(key)
+            service._notify_class_new_doc(doc)
 
     def receive(self, body: dict[str, Any]) -> None:
         key = body["k"]
         class_id = key.split("/", 1)[0].replace("%2F", "/").replace("%25", "%")
         kind = body["t"]
-        if kind == "d":
-            doc = self._copy(key, class_id)
-            if doc is not None:
-                self.service._notify_class_new_doc(doc)
+        doc = self.service.documents.get(key)
+        if doc is None:
+            self._introduce(key, class_id)  # at the store's version: this message is in it
             return
-        doc = self._copy(key, class_id)
-        if doc is None or doc.editors:
+        if kind == "d" or doc.editors:
             # not watched here, or (a rebalance) edited here too: the store decides
             return
         version = body.get("v")
@@ -164,8 +166,16 @@ class Relay:
                 peer.send(message)
 
     async def resync(self, classes: list[str]) -> None:
-        """After the bus lost messages: compare every copy here with the store."""
+        """After the bus lost messages: compare every copy here with the store, and load
+        the observed classes' documents this node has not seen."""
         service = self.service
+        for class_id in classes:
+            try:
+                keys = [key for key, _, _ in service.store.docs_in_class(class_id)]
+            except StorageError:
+                continue
+            for key in keys:
+                self._introduce(key, class_id)
         copies = [
             d for d in list(service.documents.values()) if d.class_id in classes and not d.editors
         ]
