@@ -36,13 +36,13 @@ import signal
 import threading
 import time
 from collections.abc import Coroutine
-from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import asyncpg
 import orjson
 
 from server.store.base import Fenced, StorageError, StoredDocument, apply_logged
+from server.store.batch import CAS, Entry, settle_all, write_rows
 
 __all__ = ["SCHEMA", "PostgresStore"]
 
@@ -82,50 +82,6 @@ CREATE TABLE IF NOT EXISTS sessions (
 );
 """
 
-# Move each document of the batch from (first - 1) to last; the rows returned won.
-CAS = """
-UPDATE documents d SET version = b.last, updated = $4
-FROM unnest($1::text[], $2::int[], $3::int[]) AS b(key, first, last)
-WHERE d.key = b.key AND d.version = b.first - 1
-RETURNING d.key
-"""
-INSERT_EDITS = """
-INSERT INTO edits (doc, version, op, payload, client, seq, created)
-SELECT k, v, 'edit', p, c, s, $6
-FROM unnest($1::text[], $2::int[], $3::bytea[], $4::text[], $5::bigint[]) AS r(k, v, p, c, s)
-"""
-SNAPSHOT = """
-UPDATE documents d SET snapshot_version = s.v, snapshot_text = s.t, log_bytes = 0,
-    stored_bytes = s.b
-FROM unnest($1::text[], $2::int[], $3::text[], $4::bigint[]) AS s(k, v, t, b)
-WHERE d.key = s.k
-"""
-DROP_LOG = """
-DELETE FROM edits e USING unnest($1::text[], $2::int[]) AS s(k, v)
-WHERE e.doc = s.k AND e.version <= s.v
-"""
-LOG_SIZES = """
-UPDATE documents d SET log_bytes = s.l, stored_bytes = s.b
-FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS s(k, l, b) WHERE d.key = s.k
-"""
-CLIENT_SEQS = """
-INSERT INTO client_seqs SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::int[])
-ON CONFLICT (doc, client) DO UPDATE SET seq = EXCLUDED.seq, version = EXCLUDED.version
-"""
-
-
-@dataclass(slots=True)
-class _Entry:
-    key: str
-    version: int
-    payload: bytes
-    origin: tuple[str, int] | None
-    snapshot: str | None  # the text, when this operation writes a snapshot
-    stored: int
-    log_bytes: int
-    done: asyncio.Future[int]  # on the service's loop
-    loop: asyncio.AbstractEventLoop = field(repr=False)
-
 
 class PostgresStore:
     """Documents in PostgreSQL; edits group-committed on a thread of their own."""
@@ -150,8 +106,8 @@ class PostgresStore:
         self.fault_after = fault_after_edits
         self.stats = {"commits": 0, "rows": 0, "fenced": 0, "failed_batches": 0}
         self._sizes: dict[str, tuple[int, int]] = {}  # key -> (log bytes, stored bytes)
-        self._queue: list[_Entry] = []
-        self._incoming: collections.deque[_Entry] = collections.deque()
+        self._queue: list[Entry] = []
+        self._incoming: collections.deque[Entry] = collections.deque()
         self._kicked = False
         self._submitted = 0
         self._loop = asyncio.new_event_loop()
@@ -208,7 +164,7 @@ class PostgresStore:
         else:
             stored += len(payload)
         self._sizes[key] = (log_bytes, stored)
-        entry = _Entry(
+        entry = Entry(
             key, version, payload, origin, snapshot, stored, log_bytes, loop.create_future(), loop
         )
         self._incoming.append(entry)  # deque: appends are thread-safe
@@ -230,19 +186,7 @@ class PostgresStore:
         async def one() -> int:
             return await self.append_later(key, version, changes, text_after, origin)
 
-        return self._call_on_own_loop(one)
-
-    def _call_on_own_loop(self, make: Any) -> int:
-        result: concurrent.futures.Future[int] = concurrent.futures.Future()
-
-        async def runner() -> None:
-            try:
-                result.set_result(await make())
-            except BaseException as exc:
-                result.set_exception(exc)
-
-        threading.Thread(target=lambda: asyncio.run(runner()), daemon=True).start()
-        return result.result(self.timeout_s + 1)
+        return self._call(one())
 
     def _take_incoming(self) -> None:
         self._kicked = False
@@ -262,12 +206,12 @@ class PostgresStore:
             if batch:
                 await self._commit(batch)
 
-    def _fault(self, point: str, batch: list[_Entry]) -> None:
+    def _fault(self, point: str, batch: list[Entry]) -> None:
         if self.fault_hook == point and self._submitted >= self.fault_after:
             log.error("fault hook %s: killing the process (edit %d)", point, self._submitted)
             os.kill(os.getpid(), signal.SIGKILL)
 
-    async def _commit(self, batch: list[_Entry]) -> None:
+    async def _commit(self, batch: list[Entry]) -> None:
         self._submitted += len(batch)
         spans: dict[str, tuple[int, int]] = {}
         for e in batch:
@@ -288,7 +232,7 @@ class PostgresStore:
                 }
                 rows = [e for e in batch if e.key in won]
                 if rows:
-                    await self._write_rows(conn, rows)
+                    await write_rows(conn, rows)
                 if self.fault_hook == "ack_before_commit":
                     await asyncio.sleep(0.3)  # the acks are on the wire by now
                 self._fault("crash_before_commit", batch)
@@ -299,12 +243,12 @@ class PostgresStore:
             error = StorageError(f"{type(exc).__name__}: {exc}")
             for e in batch:
                 self._sizes.pop(e.key, None)
-            _settle_all([(e, None, error) for e in batch])
+            settle_all([(e, None, error) for e in batch])
             return
         self._fault("crash_before_ack", batch)
         self.stats["commits"] += 1
         self.stats["rows"] += len(rows)
-        outcomes: list[tuple[_Entry, int | None, Exception | None]] = []
+        outcomes: list[tuple[Entry, int | None, Exception | None]] = []
         for e in batch:
             if e.key in won:
                 outcomes.append((e, e.stored, None))
@@ -313,50 +257,7 @@ class PostgresStore:
                 self._sizes.pop(e.key, None)
                 fenced = Fenced(f"version {e.version} of this document was written elsewhere")
                 outcomes.append((e, None, fenced))
-        _settle_all(outcomes)
-
-    async def _write_rows(self, conn: asyncpg.Connection, rows: list[_Entry]) -> None:
-        await conn.execute(
-            INSERT_EDITS,
-            [e.key for e in rows],
-            [e.version for e in rows],
-            [e.payload for e in rows],
-            [None if e.origin is None else e.origin[0] for e in rows],
-            [None if e.origin is None else e.origin[1] for e in rows],
-            time.time(),
-        )
-        last: dict[str, _Entry] = {e.key: e for e in rows}
-        snaps: dict[str, _Entry] = {e.key: e for e in rows if e.snapshot is not None}
-        if snaps:
-            s = list(snaps.values())
-            await conn.execute(
-                SNAPSHOT,
-                [e.key for e in s],
-                [e.version for e in s],
-                [e.snapshot for e in s],
-                [e.stored for e in s],
-            )
-            await conn.execute(DROP_LOG, [e.key for e in s], [e.version for e in s])
-        sized = [e for e in last.values() if e.snapshot is None]
-        if sized:
-            await conn.execute(
-                LOG_SIZES,
-                [e.key for e in sized],
-                [e.log_bytes for e in sized],
-                [e.stored for e in sized],
-            )
-        seqs: dict[tuple[str, str], _Entry] = {
-            (e.key, e.origin[0]): e for e in rows if e.origin is not None
-        }
-        if seqs:
-            s = list(seqs.values())
-            await conn.execute(
-                CLIENT_SEQS,
-                [e.key for e in s],
-                [e.origin[0] for e in s if e.origin],
-                [e.origin[1] for e in s if e.origin],
-                [e.version for e in s],
-            )
+        settle_all(outcomes)
 
     # ------------------------------------------------------------ other writes
 
@@ -528,23 +429,3 @@ class PostgresStore:
 async def _no_reset(conn: asyncpg.Connection) -> None:
     """Connections go back to the pool as they are: this module never leaves session state
     behind (asyncpg's default reset would cost a round trip and a transaction each time)."""
-
-
-def _settle_all(outcomes: list[tuple[_Entry, int | None, Exception | None]]) -> None:
-    """Resolve a batch's futures with one wake-up of each waiting loop, in batch order."""
-    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Entry, int | None, Exception | None]]]
-    by_loop = {}
-    for outcome in outcomes:
-        by_loop.setdefault(outcome[0].loop, []).append(outcome)
-    for loop, items in by_loop.items():
-        loop.call_soon_threadsafe(_settle, items)
-
-
-def _settle(items: list[tuple[_Entry, int | None, Exception | None]]) -> None:
-    for entry, result, error in items:
-        if entry.done.done():
-            continue
-        if error is not None:
-            entry.done.set_exception(error)
-        else:
-            entry.done.set_result(result or 0)
