@@ -299,7 +299,11 @@ async def main(a: argparse.Namespace) -> int:
     work = Path(tempfile.mkdtemp(prefix="inkstone-scale-"))
     for n in [int(x) for x in a.gateways.split(",")]:
         pg, redis = Postgres(synchronous=False), Redis()
-        env = {"INKSTONE_COMMIT_TICK_MS": str(a.tick_ms)}
+        env = {
+            "INKSTONE_COMMIT_TICK_MS": str(a.tick_ms),
+            "INKSTONE_MAX_CONNECTIONS_PER_IP": str(max(2000, 2 * a.idle)),  # one IP here
+            "INKSTONE_MAX_CONNECTIONS": str(max(10_000, 2 * a.idle + 1000)),
+        }
         args: tuple[str, ...] = ("--store", pg.dsn, "--bus", redis.url) if n else ()
         args += ("--debounce-ms", "300", "--debounce-max-ms", "1000")  # production debounce
         nodes = [Gateway(work, f"n{n}g{i}", *args, env=env) for i in range(max(1, n))]
