@@ -106,7 +106,8 @@ class GroupCommits:
         finally:
             state.in_flight -= 1
             if state.in_flight == 0 and self.committed.get(doc.id) is state:
-                del self.committed[doc.id]
+                del self.committed[doc.id]  # kept in memory until now (_maybe_evict)
+                self.service._maybe_evict(doc)
             if origin is not None:
                 self.origins.pop((doc.id, *origin), None)
         if epoch == state.epoch:

@@ -194,6 +194,7 @@ class Inkstone(Fanout):
             and not self.debouncer.pending(doc.id)
             and not self.doc_observers.get(doc.id)
             and not (self.bus.distributed and self.class_observers.get(doc.class_id))
+            and not (self.commits is not None and doc.id in self.commits.committed)
         ):
             self.documents.pop(doc.id, None)
             self.metrics.documents.set(len(self.documents))

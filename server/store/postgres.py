@@ -237,7 +237,11 @@ class PostgresStore:
                     await asyncio.sleep(0.3)  # the acks are on the wire by now
                 self._fault("crash_before_commit", batch)
                 self._fault("ack_before_commit", batch)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+        except Exception as exc:  # unreachable, refused, timed out… or a bug: never hang
+            if not isinstance(
+                exc, (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError)
+            ):
+                log.exception("group commit failed unexpectedly")
             self.stats["failed_batches"] += 1
             log.warning("group commit of %d edits failed: %s", len(batch), exc)
             error = StorageError(f"{type(exc).__name__}: {exc}")
