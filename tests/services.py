@@ -284,7 +284,7 @@ class HAProxy:
         )
         config = template.replace("bind :8080", f"bind 127.0.0.1:{self.port}")
         config = config.replace("    log stdout format raw local0 notice\n", "")
-        config = config.replace("maxconn 200000", "maxconn 4000")  # the test's FD limit
+        config = config.replace("maxconn 200000", "maxconn 400")  # fits a 1024-descriptor limit
         head, _, rest = config.partition("    # SERVERS")
         _, _, tail = rest.partition("    # END SERVERS")
         config = head + servers + "\n" + tail
