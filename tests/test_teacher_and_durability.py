@@ -42,7 +42,9 @@ def test_teacher_observes_a_class_live(rules_server: LiveServer) -> None:
         await student.type_text("And the the second.")
         for teacher in teachers:
             update = await teacher.session.wait_for(lambda m: isinstance(m, Update))
-            assert isinstance(update, Update) and update.doc == "s1/s1-essay" and update.version == 2
+            assert (
+                isinstance(update, Update) and update.doc == "s1/s1-essay" and update.version == 2
+            )
             hints = await teacher.session.wait_for(
                 lambda m: isinstance(m, Hints) and m.version >= 2 and bool(m.sentences)
             )
