@@ -1,5 +1,9 @@
 #!/bin/bash
 # write rate before/after one-edit-in-flight against a PostgreSQL-backed gateway
+# (pg-tick{10,50}-inflight{0,1}.json). The other results came from the same loadgen line:
+#   sqlite-inflight{0,1}.json: against `python3 -m server.cli serve --no-models --port 8741
+#     --data-dir /tmp/wr/data` (SQLite), --tag wr$f, port 8741;
+#   speed3-tick50-inflight{0,1}.json: this script with `for tick in 50` and `--speed 3`.
 cd /work/wt-scale
 export PYTHONPATH=$PWD
 python3 - <<'PY' > /tmp/wr/pg.dsn
