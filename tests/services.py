@@ -25,7 +25,25 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 
-__all__ = ["Gateway", "HAProxy", "Postgres", "Redis", "free_port", "needs_services"]
+__all__ = [
+    "Gateway",
+    "HAProxy",
+    "Postgres",
+    "Redis",
+    "free_port",
+    "needs_services",
+    "stop_everything",
+]
+
+_STARTED: list[object] = []  # every service started, so a failed test leaves none running
+
+
+def stop_everything() -> None:
+    """Stop whatever a test started and did not stop (an autouse fixture calls this)."""
+    while _STARTED:
+        thing = _STARTED.pop()
+        with contextlib.suppress(Exception):
+            thing.close()  # type: ignore[attr-defined]
 
 
 def free_port() -> int:
@@ -114,6 +132,7 @@ class Postgres:
             settings = [f"port = {self.port}", "synchronous_standby_names = ''"]
         with open(self.data / "postgresql.auto.conf", "a") as conf:
             conf.write("\n".join(settings) + "\n")
+        _STARTED.append(self)
         self.start()
 
     @property
@@ -172,6 +191,7 @@ class Redis:
     def __init__(self) -> None:
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
+        _STARTED.append(self)
         self.start()
 
     @property
@@ -240,6 +260,7 @@ class Gateway:
         ]
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(cmd, cwd=ROOT, env=self.env, stdout=out, stderr=out)
+        _STARTED.append(self)
         if wait:
             self.wait_healthy()
         return self
@@ -290,6 +311,7 @@ class HAProxy:
         config = head + servers + "\n" + tail
         self.config = workdir / "haproxy.cfg"
         self.config.write_text(config)
+        _STARTED.append(self)
         self.proc = subprocess.Popen(
             ["haproxy", "-f", str(self.config)],
             stdout=open(workdir / "haproxy.log", "ab"),  # noqa: SIM115

@@ -22,9 +22,15 @@ import pytest
 
 from server.docids import teacher_id
 from tests.scale_harness import Teacher, Typist, audit
-from tests.services import Gateway, HAProxy, Postgres, Redis, needs_services
+from tests.services import Gateway, HAProxy, Postgres, Redis, needs_services, stop_everything
 
 pytestmark = needs_services
+
+
+@pytest.fixture(autouse=True)
+def _nothing_left_running() -> Iterator[None]:
+    yield
+    stop_everything()
 
 
 @pytest.fixture
@@ -50,10 +56,15 @@ def _gateways(tmp: Path, pg: Postgres, redis: Redis, n: int) -> list[Gateway]:
     nodes = [
         Gateway(tmp, f"gw{i}", "--store", pg.dsn, "--bus", redis.url, env=env) for i in range(n)
     ]
-    for g in nodes:
-        g.start(wait=False)
-    for g in nodes:
-        g.wait_healthy()
+    try:
+        for g in nodes:
+            g.start(wait=False)
+        for g in nodes:
+            g.wait_healthy()
+    except BaseException:
+        for g in nodes:
+            g.close()
+        raise
     return nodes
 
 
@@ -122,7 +133,12 @@ def test_cross_node_teacher_view(tmp_path: Path, pg: Postgres, redis_server: Red
 
 def test_gateway_killed_mid_typing(tmp_path: Path, pg: Postgres, redis_server: Redis) -> None:
     nodes = _gateways(tmp_path, pg, redis_server, 3)
-    proxy = HAProxy(tmp_path, nodes)
+    try:
+        proxy = HAProxy(tmp_path, nodes)
+    except BaseException:
+        for g in nodes:
+            g.close()
+        raise
 
     async def main() -> None:
         typists = [Typist(proxy.url, f"s{j}", "k1") for j in range(4)]

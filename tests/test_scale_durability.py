@@ -17,9 +17,15 @@ import pytest
 from protocol import Ack, Hello
 from server.wsclient import SocketSession
 from tests.scale_harness import Typist, audit
-from tests.services import Gateway, Postgres, needs_services
+from tests.services import Gateway, Postgres, needs_services, stop_everything
 
 pytestmark = needs_services
+
+
+@pytest.fixture(autouse=True)
+def _nothing_left_running() -> Iterator[None]:
+    yield
+    stop_everything()
 
 
 @pytest.fixture
