@@ -23,6 +23,7 @@ import argparse
 import asyncio
 import json
 import random
+import shutil
 import sys
 import tempfile
 import time
@@ -341,6 +342,7 @@ async def main(a: argparse.Namespace) -> int:
             print(json.dumps(group), flush=True)
         finally:
             pg.close()
+    shutil.rmtree(work, ignore_errors=True)
     result = {"runs": runs, "idle": idle, "group_commit": group,
               "capacity": capacity(runs, idle, group, a),
               "command": " ".join(sys.argv)}  # fmt: skip
