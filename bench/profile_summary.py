@@ -32,7 +32,7 @@ CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
             "server/cache.py",
         ),
     ),
-    ("storage (sqlite)", ("server/store.py", "sqlite3")),
+    ("storage (sqlite)", ("server/store/sqlite.py", "sqlite3")),
     ("segmentation", ("engines/segment.py", "engines/language.py")),
     ("hints (rules)", ("server/rules.py", "server/hints.py")),
     ("scoring (stats)", ("server/scoring.py",)),

@@ -9,6 +9,13 @@ are sent again with unchanged bases and are therefore applied exactly once
 duplicate). Anything unexpected ends in a ``replace`` with the local text,
 which wins: nothing the user typed is lost.
 
+With ``max_in_flight=1`` (what :class:`server.wsclient.StudentClient` and the load
+generator use) one operation is in flight at a time and what the user types meanwhile
+is composed into the next edit, sent when the ack comes: one write per round trip
+instead of one per keystroke (ShareDB and Overleaf do this). With ``client_id`` every
+operation carries ``seq`` and ``hello`` carries ``client``, so the server recognises a
+re-sent operation and never applies it twice.
+
 I/O lives elsewhere (``server.wsclient`` for asyncio); this module only
 turns events into messages.
 """
@@ -61,8 +68,15 @@ class DocumentClient:
         *,
         lang: Lang = "auto",
         encoding: Encoding = "utf-32",
+        client_id: str | None = None,
+        max_in_flight: int | None = None,
     ) -> None:
         self.token = token
+        # Names this client instance; with each operation's seq it makes a re-send
+        # idempotent on the server (doc, client, seq). The I/O layer passes a random one.
+        self.client_id = client_id
+        self._seqs = itertools.count(1)
+        self.max_in_flight = max_in_flight  # None: every change is sent at once
         self.doc = doc
         self.lang: Lang = lang
         self.encoding: Encoding = encoding
@@ -92,6 +106,7 @@ class DocumentClient:
             position_encoding=self.encoding,
             resume=resume,
             id=next(self._ids),
+            client=self.client_id,
         )
 
     def reauth(self, token: str) -> Reauth:
@@ -103,7 +118,9 @@ class DocumentClient:
         """The user replaced ``self.text[start:end]`` (code points) by ``text``.
 
         Returns the edit to send, or None while a refused operation awaits its resync
-        (the change is kept locally and goes out with the resync's ``replace``).
+        (the change is kept locally and goes out with the resync's ``replace``) or while
+        ``max_in_flight`` operations await their ack (it goes out, composed with what
+        follows, when the ack comes: see :meth:`flush`).
         """
         if not 0 <= start <= end <= len(self.text):
             raise UsageError(f"change {start}..{end} outside 0..{len(self.text)}")
@@ -114,7 +131,36 @@ class DocumentClient:
             raise UsageError("no welcome yet: call hello() and receive the welcome first")
         if self.resync_due_ms is not None:
             return None
-        edit = Edit(base=self.version + len(self.pending), changes=(wire,), id=next(self._ids))
+        if self.max_in_flight is not None:
+            return self.flush()
+        edit = Edit(
+            base=self.version + len(self.pending),
+            changes=(wire,),
+            id=next(self._ids),
+            seq=self._seq(),
+        )
+        self.pending.append(Pending(edit, self.text))
+        return edit
+
+    def flush(self) -> Edit | None:
+        """The local changes not yet sent, composed into one edit (one change: the
+        difference from the text the operations in flight produce), if one may go now."""
+        if self.version is None or self.resync_due_ms is not None:
+            return None
+        if self.max_in_flight is not None and len(self.pending) >= self.max_in_flight:
+            return None
+        before = self.pending[-1].text_after if self.pending else self.confirmed_text
+        if before == self.text:
+            return None
+        start, end, inserted = _difference(before, self.text)
+        index = PositionIndex(before, self.encoding)
+        wire = Change(index.to_wire(start), index.to_wire(end), inserted)
+        edit = Edit(
+            base=self.version + len(self.pending),
+            changes=(wire,),
+            id=next(self._ids),
+            seq=self._seq(),
+        )
         self.pending.append(Pending(edit, self.text))
         return edit
 
@@ -122,9 +168,12 @@ class DocumentClient:
         """Send the whole local text (or set it to ``text`` first)."""
         if text is not None:
             self.text = text
-        message = Replace(text=self.text, id=next(self._ids))
+        message = Replace(text=self.text, id=next(self._ids), seq=self._seq())
         self.pending.append(Pending(message, self.text))
         return message
+
+    def _seq(self) -> int | None:
+        return None if self.client_id is None else next(self._seqs)
 
     # ------------------------------------------------------------ incoming
 
@@ -174,6 +223,9 @@ class DocumentClient:
                 for _ in range(applied):
                     self.pending.popleft()
                 self.version, self.confirmed_text = welcome.version, welcome.text
+                if not self.pending:
+                    composed = self.flush()  # typed while disconnected
+                    return [] if composed is None else [composed]
                 return [p.message for p in self.pending]
         # Someone else changed the document, or state diverged: the local text wins.
         self.version, self.confirmed_text = welcome.version, welcome.text
@@ -201,7 +253,8 @@ class DocumentClient:
             return []  # an ack for an operation we already gave up on
         done = self.pending.popleft()
         self.version, self.confirmed_text = ack.version, done.text_after
-        return []
+        composed = self.flush()
+        return [] if composed is None else [composed]
 
     def _on_mismatch(self, error: Error) -> list[ClientMessage]:
         if error.id is not None and error.id in self._stale_ids:
@@ -220,3 +273,15 @@ class DocumentClient:
         """Mirror someone else's edit (observers); offsets in this client's encoding."""
         self.text, _ = apply_changes(self.text, changes, self.encoding)
         self.confirmed_text, self.version = self.text, version
+
+
+def _difference(old: str, new: str) -> tuple[int, int, str]:
+    """The one change (code points) that turns ``old`` into ``new``."""
+    limit = min(len(old), len(new))
+    prefix = 0
+    while prefix < limit and old[prefix] == new[prefix]:
+        prefix += 1
+    suffix = 0
+    while suffix < limit - prefix and old[-1 - suffix] == new[-1 - suffix]:
+        suffix += 1
+    return prefix, len(old) - suffix, new[prefix : len(new) - suffix]

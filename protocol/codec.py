@@ -193,12 +193,17 @@ def _hello(obj: dict[str, Any], msg_id: MsgId) -> Hello:
         ),
         resume=resume,
         id=msg_id,
+        client=_opt_str(obj, "client", max_len=64),
     )
+
+
+def _seq(obj: dict[str, Any]) -> int | None:
+    return None if obj.get("seq") is None else _int(obj, "seq")
 
 
 def _replace(obj: dict[str, Any], msg_id: MsgId) -> Replace:
     base = None if obj.get("base") is None else _int(obj, "base")
-    return Replace(text=_text(obj, "text"), id=msg_id, base=base)
+    return Replace(text=_text(obj, "text"), id=msg_id, base=base, seq=_seq(obj))
 
 
 def _change(raw: Any) -> Change:
@@ -214,7 +219,9 @@ def _edit(obj: dict[str, Any], msg_id: MsgId) -> Edit:
     raw = obj.get("changes")
     if not isinstance(raw, list) or not raw:
         raise _bad("field 'changes' must be a non-empty list")
-    return Edit(base=_int(obj, "base"), changes=tuple(_change(c) for c in raw), id=msg_id)
+    return Edit(
+        base=_int(obj, "base"), changes=tuple(_change(c) for c in raw), id=msg_id, seq=_seq(obj)
+    )
 
 
 def _dismiss(obj: dict[str, Any], msg_id: MsgId) -> Dismiss:

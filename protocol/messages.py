@@ -10,7 +10,8 @@ Extensions to v1 (additive only): ``doc`` on ``hints``/``scores``/
 ``debounce_max_ms``, ``token_expires`` on ``welcome``; the budget and cap fields of
 ``limits``; ``unobserve`` and ``reauth`` client messages, ``reauthed`` server message; the teacher
 review messages of :mod:`protocol.review` (``comment``, ``resolve``, ``verdict``,
-``grade``, ``submit``; ``review``, ``review_queue``, ``submitted``).
+``grade``, ``submit``; ``review``, ``review_queue``, ``submitted``); ``client`` on ``hello``
+and ``seq`` on ``edit``/``replace`` (idempotent re-send, issue 12).
 A ``hints`` message may come in several frames at one version (large documents): a
 client merges them in order, as it merges any ``hints``.
 """
@@ -170,6 +171,9 @@ class Hello:
     position_encoding: Literal["utf-16", "utf-32"] = "utf-16"
     resume: Resume | None = None
     id: MsgId = None
+    # extension (issue 12): a stable id of this client instance (e.g. a browser tab); with
+    # ``seq`` on edits it makes a re-sent operation idempotent (doc, client, seq)
+    client: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +182,7 @@ class Replace:
     text: str
     id: MsgId = None
     base: int | None = None  # extension: if given, refused unless it is the current version
+    seq: int | None = None  # extension: the client's operation number (see Hello.client)
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,6 +191,7 @@ class Edit:
     base: int
     changes: tuple[Change, ...]
     id: MsgId = None
+    seq: int | None = None  # extension: the client's operation number (see Hello.client)
 
 
 @dataclass(frozen=True, slots=True)

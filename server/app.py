@@ -30,8 +30,9 @@ from server.httpsec import SecurityHeaders
 from server.metrics import Metrics
 from server.releases import install_reload_signal
 from server.reports_http import report_routes
+from server.scale import open_bus, open_store
 from server.service import Inkstone
-from server.store import Store
+from server.store import DocumentStore
 
 __all__ = ["FRONTEND_DIR", "create_app"]
 
@@ -52,7 +53,8 @@ class Runtime:
         self.load_models = load_models
         self.metrics = Metrics()
         self.service: Inkstone | None = None
-        self.store: Store | None = None
+        self.store: DocumentStore | None = None
+        self.bus: Any = None
         self.models: Any = None
         self.connections: set[tuple[Connection, WebSocket]] = set()
         self.sweeper: asyncio.Task[None] | None = None
@@ -61,12 +63,8 @@ class Runtime:
         s = self.settings
         if s.dev_mode:
             log.warning(DEV_MODE_WARNING)
-        self.store = Store(
-            s.data_dir / "inkstone.sqlite3",
-            synchronous=s.sqlite_synchronous,
-            snapshot_every=s.snapshot_every,
-            max_pages=s.sqlite_max_pages,
-        )
+        self.store = await asyncio.to_thread(open_store, s)
+        self.bus = open_bus(s)
         if self.load_models:
             from server.models import ModelService
 
@@ -78,7 +76,10 @@ class Runtime:
             self.models = await asyncio.to_thread(ModelService, s, on_batch)
             log.info("models loaded: %s", self.models.describe())
         await asyncio.to_thread(rules.warm_up)  # jieba's dictionary: ~1 s, not on a request
-        self.service = Inkstone(s, self.store, self.models, self.metrics, LoopClock())
+        self.service = Inkstone(s, self.store, self.models, self.metrics, LoopClock(), self.bus)
+        if hasattr(self.bus, "attach"):
+            self.bus.attach(self.service)
+        await self.bus.start()
         self.sweeper = asyncio.create_task(self._sweep())
         install_reload_signal(self)  # inkstone reload-models / SIGHUP (server/releases.py)
         log.info("inkstone ready (backend=%s, data=%s)", s.backend, s.data_dir)
@@ -104,6 +105,8 @@ class Runtime:
             self.sweeper.cancel()
         if self.service is not None:
             await self.service.drain(timeout=3.0)
+        if self.bus is not None:
+            await self.bus.close()
         if self.models is not None:
             self.models.close()
         if self.store is not None:

@@ -43,6 +43,8 @@ def _serve(args: argparse.Namespace) -> int:
         device=args.device,
         cuda_graphs=False if args.no_cuda_graphs else None,
         engine_dir=args.engine_dir,
+        store=args.store,
+        bus=args.bus,
     )
     try:
         check_bind(settings)  # before loading models: fail fast, one line
@@ -246,6 +248,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--models-dir", default=None, help="a release folder (manifest.json); default engines/"
     )
     serve.add_argument("--log-json", action="store_true", help="JSON-lines logs")
+    serve.add_argument("--store", default=None, help="postgresql://… (default: SQLite)")
+    serve.add_argument("--bus", default=None, help="redis://… (default: in-process)")
     serve.add_argument("--no-models", action="store_true", help="rule hints only (no models)")
     serve.add_argument(
         "--handshake-timeout", type=float, default=None, help="s to send request headers (10)"

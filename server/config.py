@@ -80,6 +80,15 @@ class Settings:
     sqlite_synchronous: str = "NORMAL"  # WAL + NORMAL survives kill -9 of the process
     sqlite_max_pages: int = 0  # >0 caps the database size (pages): simulates a full disk
     idle_after_s: float = 60.0  # presence "idle" after this long without edits
+    # Several nodes (issue 12; docs/scale.md). Empty: SQLite in data_dir, in-process bus.
+    store: str = ""  # postgresql://… : PostgreSQL with group commit
+    bus: str = ""  # redis://… : Redis 7 sharded pub/sub between nodes
+    node_id: str = ""  # this node's name on the bus (default host:port:pid)
+    commit_tick_ms: float = 10.0  # PostgreSQL group commit: a tick's edits in one COMMIT
+    # Fault hooks for the durability tests (off by default): crash_before_commit,
+    # crash_before_ack, ack_before_commit (the control run that must lose an acked edit).
+    fault_hook: str = ""
+    fault_after_edits: int = 0  # the hook fires at the group commit holding this edit
     log_json: bool = False
     # Network hardening (issue 9; server/netguard.py, server/auth.py, server/app.py).
     handshake_timeout_s: float = 10.0  # to send complete request headers / finish the upgrade

@@ -13,10 +13,11 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 from protocol import (
+    Ack,
     Comment,
     Dismiss,
     Edit,
@@ -82,6 +83,8 @@ class Connection:
         self.observing_docs: set[str] = set()
         self.observing_classes: set[str] = set()
         self.full_hints_due = False
+        self.client_id: str | None = None  # hello.client: with edit.seq, idempotent resend
+        self._acks: set[asyncio.Task[None]] = set()
         self.queued_bytes = 0  # bytes in the outbox; the writer subtracts what it sent
         self.outbox: asyncio.Queue[bytes | None] = asyncio.Queue()
         self.last_progress = clock.now()  # a frame was written, or the outbox was empty
@@ -239,9 +242,15 @@ class Connection:
             self._hello(message)
         elif isinstance(message, (Edit, Replace)):
             try:
-                self.send(service.apply(self, message))
+                result = service.apply(self, message)
             except PeerError as exc:
                 raise exc.with_id(message.id) from None
+            if isinstance(result, Ack):
+                self.send(result)
+            else:  # group commit: the ack goes out once COMMIT returned
+                task = asyncio.ensure_future(self._ack_later(result, message.id))
+                self._acks.add(task)
+                task.add_done_callback(self._acks.discard)
         elif isinstance(message, Dismiss):
             try:
                 service.dismiss(self, message.hint)
@@ -276,6 +285,12 @@ class Connection:
                 reviews.submit(self, message.id)
         except PeerError as exc:
             raise exc.with_id(message.id) from None
+
+    async def _ack_later(self, pending: Awaitable[Ack], msg_id: Any) -> None:
+        try:
+            self.send(await pending)
+        except PeerError as exc:
+            self._error(exc.with_id(msg_id))
 
     # ------------------------------------------------------------ token lifetime
 
@@ -340,6 +355,7 @@ class Connection:
                 )
             self.identity = identity
             self.encoding = hello.position_encoding
+            self.client_id = hello.client
             if self.identity.role == "student":
                 welcome = self.service.open_student(self, hello)
                 self.lifecycle.fire("open_student")

@@ -173,6 +173,8 @@ class Document:
     score_timer: Any = None
     last_scored_at: float = float("-inf")
     stored_bytes: int = 0  # snapshot + log in the store (the owner's storage quota)
+    # client id -> (seq, version) of its last applied operation (idempotent resend)
+    client_seqs: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     @property
     def teacher_id(self) -> str:

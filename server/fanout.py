@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from server.config import Settings
     from server.review import Reviews
     from server.service import Peer
-    from server.store import Store
+    from server.store import DocumentStore
 
 __all__ = ["Fanout", "diff_change"]
 
@@ -92,11 +92,12 @@ class Fanout:
     """Observers and the messages they get (mixed into the service)."""
 
     settings: Settings
-    store: Store
+    store: DocumentStore
     documents: dict[str, Document]
     doc_observers: dict[str, set[Peer]]
     class_observers: dict[str, set[Peer]]
     reviews: Reviews
+    bus: Any
 
     def _load(self, key: str) -> Document | None:
         raise NotImplementedError
@@ -191,6 +192,7 @@ class Fanout:
                 raise PeerError(ErrorCode.FORBIDDEN, "teachers may observe only their own class")
             self.class_observers.setdefault(class_id, set()).add(peer)
             peer.observing_classes.add(class_id)
+            self.bus.watch(class_id)
             peer.stream(self._class_snapshots(peer, class_id, msg_id))
             return
         assert doc_id is not None
@@ -199,6 +201,7 @@ class Fanout:
             raise PeerError(ErrorCode.NOT_FOUND, f"no document {doc_id!r} in your class")
         self.doc_observers.setdefault(doc.id, set()).add(peer)
         peer.observing_docs.add(doc.id)
+        self.bus.watch(doc.class_id)
         for m in self._snapshot(doc, peer, msg_id):
             peer.send(m)
 
@@ -229,6 +232,8 @@ class Fanout:
         if doc.presence == state:
             return
         doc.presence = state
+        if doc.editors or state == "offline":
+            self.bus.presence(doc, state)
         message = Presence(doc=doc.teacher_id, student=doc.owner, state=state)  # type: ignore[arg-type]
         for peer in self.doc_observers.get(doc.id, ()):
             peer.send(message)

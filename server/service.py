@@ -20,7 +20,7 @@ import asyncio
 import logging
 import secrets
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from typing import Any, Protocol
 
 from engines.language import detect_lang
@@ -43,7 +43,9 @@ from protocol import (
 from protocol.positions import Encoding
 from server.auth import Identity
 from server.budgets import UserBudgets
+from server.bus import LocalBus
 from server.clock import Clock
+from server.commits import GroupCommits
 from server.config import Settings
 from server.debounce import Debouncer
 from server.docids import doc_key
@@ -57,7 +59,7 @@ from server.review import Reviews
 from server.review_store import ReviewStore
 from server.scheduler import Overloaded
 from server.scoring import build_scores
-from server.store import StorageError, Store
+from server.store import DocumentStore, StorageError
 
 __all__ = ["Inkstone", "Peer"]
 
@@ -76,6 +78,7 @@ class Peer(Protocol):
     observing_docs: set[str]
     observing_classes: set[str]
     full_hints_due: bool  # the next hints message must carry every sentence
+    client_id: str | None  # hello.client (idempotent resend with edit.seq)
 
     def send(self, message: Any) -> None: ...
 
@@ -87,13 +90,22 @@ class Inkstone(Fanout):
     def __init__(
         self,
         settings: Settings,
-        store: Store,
+        store: DocumentStore,
         models: Any | None,
         metrics: Metrics,
         clock: Clock,
+        bus: Any = None,
     ) -> None:
         self.settings = settings
         self.store = store
+        # Other gateway nodes (server.bus); LocalBus: this process is the whole audience.
+        self.bus = bus if bus is not None else LocalBus()
+        # A store that commits in groups acks after its COMMIT (server.commits).
+        self.commits = (
+            GroupCommits(self, ack_before_commit=settings.fault_hook == "ack_before_commit")
+            if hasattr(store, "append_later")
+            else None
+        )
         self.models = models
         self.metrics = metrics
         self.clock = clock
@@ -159,13 +171,17 @@ class Inkstone(Fanout):
             stored.version,
             dismissed=stored.dismissed | self.reviews.withdrawn(stored.key),
             stored_bytes=stored.stored_bytes,
+            client_seqs=stored.client_seqs,
         )
         if stored.analysis is not None:
             doc.analysis = self._capped(Analysis.from_json(stored.analysis, stored.scores), doc)
             doc.scores = stored.scores
         self.documents[key] = doc
         self.metrics.documents.set(len(self.documents))
-        if doc.analysis is None or doc.analysis.version != doc.version:
+        self.bus.on_load(doc)
+        # with other nodes, the node holding the student's socket analyses (open_student)
+        stale = doc.analysis is None or doc.analysis.version != doc.version
+        if stale and not self.bus.distributed:
             self.debouncer.touch(doc.id)
         return doc
 
@@ -177,6 +193,8 @@ class Inkstone(Fanout):
             and doc.score_timer is None
             and not self.debouncer.pending(doc.id)
             and not self.doc_observers.get(doc.id)
+            and not (self.bus.distributed and self.class_observers.get(doc.class_id))
+            and not (self.commits is not None and doc.id in self.commits.committed)
         ):
             self.documents.pop(doc.id, None)
             self.metrics.documents.set(len(self.documents))
@@ -227,6 +245,8 @@ class Inkstone(Fanout):
             if owner is not None and owner != (key, me.user):
                 raise PeerError(ErrorCode.FORBIDDEN, "that session belongs to someone else")
         doc = self._load(key)
+        if doc is not None and self.bus.distributed and not doc.editors:
+            self._refresh(doc)  # a copy another node kept up to date may lag the store
         if doc is None:
             count, _ = self.store.docs_of(me.class_id, me.user)
             if count >= self.settings.max_documents_per_student:
@@ -245,6 +265,7 @@ class Inkstone(Fanout):
             self.documents[doc.id] = doc
             self.metrics.documents.set(len(self.documents))
             self._notify_class_new_doc(doc)
+            self.bus.new_doc(doc)
         if hello.lang != "auto" and hello.lang != doc.lang:
             doc.lang = hello.lang
             try:
@@ -259,7 +280,23 @@ class Inkstone(Fanout):
         peer.doc = doc
         doc.editors.add(peer)
         self._set_presence(doc, "online")
+        if self.bus.distributed:
+            self.bus.presence(doc, "online")  # this node holds the student now
+            if doc.analysis is None or doc.analysis.version != doc.version:
+                self.debouncer.touch(doc.id)
         return welcome
+
+    def _refresh(self, doc: Document) -> None:
+        """Bring an in-memory copy to the store's version before a student edits it here."""
+        try:
+            stored = self.store.load(doc.id)
+        except StorageError as exc:
+            raise PeerError(
+                ErrorCode.STORAGE, f"could not read the document: {exc}", retry_after_ms=1000
+            ) from None
+        if stored is not None and stored.version != doc.version:
+            doc.text, doc.version = stored.text, stored.version
+            doc.client_seqs = stored.client_seqs
 
     def after_welcome(self, peer: Peer) -> None:
         """Send the current analysis to a newly opened editor."""
@@ -282,10 +319,18 @@ class Inkstone(Fanout):
 
     # ------------------------------------------------------------ edits
 
-    def apply(self, peer: Peer, message: Edit | Replace) -> Ack:
+    def apply(self, peer: Peer, message: Edit | Replace) -> Ack | Awaitable[Ack]:
+        """Apply an operation; the ``ack`` (or, with a group-committing store, an awaitable
+        that gives it once COMMIT has returned)."""
         doc = peer.doc
         if doc is None:
             raise PeerError(ErrorCode.NO_SESSION, "no document is open")
+        client = peer.client_id
+        origin = None if client is None or message.seq is None else (client, message.seq)
+        if origin is not None:
+            done = self._already_applied(doc, origin, message.id)
+            if done is not None:
+                return done
         if message.base is not None and message.base != doc.version:
             raise PeerError(
                 ErrorCode.VERSION_MISMATCH,
@@ -318,8 +363,10 @@ class Inkstone(Fanout):
         changes = [(a.start, a.end, a.text) for a in applied]
         self._check_quota(doc, changes, len(text) < len(doc.text))
         version = doc.version + 1
+        if self.commits is not None:  # group commit: ack once COMMIT returned
+            return self.commits.submit(peer, doc, message.id, version, text, applied, origin)
         try:
-            stored = self.store.append(doc.id, version, changes, text)
+            stored = self.store.append(doc.id, version, changes, text, origin)
         except StorageError as exc:
             raise PeerError(
                 ErrorCode.STORAGE,
@@ -328,6 +375,38 @@ class Inkstone(Fanout):
                 retry_after_ms=1000,
             ) from None
         doc.text, doc.version = text, version
+        self.committed(peer, doc, version, applied, stored, origin)
+        return Ack(version=version, id=message.id, doc=doc.name)
+
+    def _already_applied(
+        self, doc: Document, origin: tuple[str, int], msg_id: Any
+    ) -> Ack | Awaitable[Ack] | None:
+        """A re-sent operation (same client and seq) is acknowledged, never applied twice."""
+        last = doc.client_seqs.get(origin[0])
+        if last is not None and origin[1] <= last[0]:
+            if origin[1] == last[0]:
+                return Ack(version=last[1], id=msg_id, doc=doc.name)
+            raise PeerError(
+                ErrorCode.VERSION_MISMATCH,
+                f"operation {origin[1]} of this client was applied before",
+                version=doc.version,
+            )
+        if self.commits is not None:
+            return self.commits.in_flight(doc, origin)
+        return None
+
+    def committed(
+        self,
+        peer: Peer,
+        doc: Document,
+        version: int,
+        applied: list[Any],
+        stored: int,
+        origin: tuple[str, int] | None,
+    ) -> None:
+        """An operation is durable: account for it, schedule analysis, tell the audience."""
+        if origin is not None:
+            doc.client_seqs[origin[0]] = (origin[1], version)
         usage = self.usage.get((doc.class_id, doc.owner))
         if usage is not None:
             self.usage[(doc.class_id, doc.owner)] = usage + stored - doc.stored_bytes
@@ -346,7 +425,7 @@ class Inkstone(Fanout):
                 Update(doc=self.label(other, doc), version=version, changes=wire, student=doc.owner)
             )
         self.reviews.on_edit(doc, applied, peer.identity.user)
-        return Ack(version=version, id=message.id, doc=doc.name)
+        self.bus.updated(doc, version, applied)
 
     def _check_quota(
         self, doc: Document, changes: list[tuple[int, int, str]], shrinks: bool
@@ -394,6 +473,7 @@ class Inkstone(Fanout):
         before = {st.id: (st.shown, st.overflow) for st in states}
         moved = self._rebudget(doc, states, before, {owner.id})
         self._broadcast_hints(doc, doc.analysis, [owner, *moved], [], None)
+        self.bus.hints(doc, doc.analysis, [owner, *moved], [], None)
 
     def _rebudget(
         self,
@@ -608,6 +688,7 @@ class Inkstone(Fanout):
             self.metrics.edit_to_hints.observe(now - edit_at)
         self.metrics.analysis.observe(now - started)
         self._broadcast_hints(doc, analysis, changed, removed, timing)
+        self.bus.hints(doc, analysis, changed, removed, timing)
         self._request_score(doc)
 
     # ------------------------------------------------------------ essay scores
@@ -677,6 +758,7 @@ class Inkstone(Fanout):
         )
         analysis.scores = doc.scores = to_wire(scores)
         self._send_scores(doc, scores, self._audience(doc))
+        self.bus.scores(doc, doc.scores)
         try:
             self.store.save_analysis(doc.id, analysis.version, analysis.to_json(), doc.scores)
         except StorageError:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 import time
 from collections.abc import Callable
 from typing import Any
@@ -106,9 +107,18 @@ class StudentClient:
         *,
         lang: Lang = "auto",
         encoding: Encoding = "utf-32",
+        max_in_flight: int | None = 1,
     ) -> None:
         self.url = url
-        self.state = DocumentClient(token, doc, lang=lang, encoding=encoding)
+        # one edit in flight; keystrokes typed meanwhile go out composed with the ack
+        self.state = DocumentClient(
+            token,
+            doc,
+            lang=lang,
+            encoding=encoding,
+            client_id=secrets.token_hex(8),
+            max_in_flight=max_in_flight,
+        )
         self.session = SocketSession(url)
         self.welcome: Welcome | None = None
         self._resync_scheduled = False

@@ -3,7 +3,8 @@
 # and the VS Code extension's npm packages (editors/vscode/package-lock.json).
 # Idempotent and quiet when everything is already there; needs root (or sudo) the first time.
 set -euo pipefail
-packages=(chromium fonts-noto-cjk neovim)
+# postgresql, redis-server, haproxy: the multi-node tests (tests/test_scale_*.py) start their own
+packages=(chromium fonts-noto-cjk neovim postgresql redis-server haproxy)
 # node and npm may come from elsewhere (e.g. NodeSource, whose nodejs bundles npm)
 command -v node >/dev/null || packages+=(nodejs)
 command -v npm >/dev/null || packages+=(npm)

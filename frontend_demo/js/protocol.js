@@ -115,10 +115,22 @@ export function tokenClaims(token) {
   }
 }
 
-/** The socket URL of the server that served this page. */
-export function defaultSocketUrl() {
+/**
+ * The socket URL of the server that served this page, with `?class=` so a load balancer
+ * in front of several gateways sends a class's students and teachers to one node.
+ * @param {string} [classId]
+ */
+export function defaultSocketUrl(classId) {
   const proto = location.protocol === "https:" ? "wss:" : "ws:";
-  return `${proto}//${location.host}/v1/ws`;
+  const query = classId ? `?class=${encodeURIComponent(classId)}` : "";
+  return `${proto}//${location.host}/v1/ws${query}`;
+}
+
+/** A random id for this client instance (idempotent resend: hello.client + edit.seq). */
+function randomClientId() {
+  const bytes = new Uint8Array(8);
+  crypto.getRandomValues(bytes);
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
 // ------------------------------------------------------------------ hint store
@@ -450,7 +462,10 @@ export class DocumentSession extends EventTarget {
     this.doc = opts.doc;
     this.lang = opts.lang || "auto";
     this.flushMs = opts.flushMs ?? 40;
-    this.conn = new Connection({ url: opts.url });
+    this.conn = new Connection({ url: opts.url || defaultSocketUrl(tokenClaims(opts.token).class) });
+    /** names this tab; with `seq` on each operation a re-send is never applied twice */
+    this.clientId = randomClientId();
+    this.nextSeq = 1;
     /** @type {string|null} */
     this.session = null;
     /** @type {number|null} last version the server acknowledged */
@@ -506,7 +521,7 @@ export class DocumentSession extends EventTarget {
 
   sendHello() {
     /** @type {Record<string, any>} */
-    const hello = { type: "hello", token: this.token, doc: this.doc, lang: this.lang, position_encoding: "utf-16", id: this.nextId++ };
+    const hello = { type: "hello", token: this.token, doc: this.doc, lang: this.lang, position_encoding: "utf-16", client: this.clientId, id: this.nextId++ };
     if (this.session !== null && this.version !== null) hello.resume = { session: this.session, version: this.version };
     this.awaitingWelcome = true;
     this.conn.send(hello);
@@ -540,14 +555,19 @@ export class DocumentSession extends EventTarget {
     this.flushTimer = setTimeout(() => { this.flushTimer = undefined; this.flush(); }, wait);
   }
 
-  /** Send the queued local changes as one `edit` (if connected and welcomed). */
+  /**
+   * Send the queued local changes as one `edit` (if connected and welcomed). One operation
+   * is in flight at a time: what is typed meanwhile is composed into the next edit, sent
+   * when the ack comes (fewer writes per typing student; ShareDB and Overleaf do this).
+   */
   flush() {
     if ((!this.draft.length && !this.needResync) || this.version === null || this.awaitingWelcome || !this.conn.isOpen) return;
+    if (this.pending.length && !this.needResync) return; // the ack flushes the rest
     if (Date.now() < this.blockedUntil) { this.scheduleFlush(); return; }
     if (this.needResync) { this.resync(); return; }
     const max = this.limits.max_changes_per_edit || 64;
     if (this.draft.length > max) { this.resync(); return; }
-    const message = { type: "edit", base: this.version + this.pending.length, changes: this.draft, id: this.nextId++ };
+    const message = { type: "edit", base: this.version + this.pending.length, changes: this.draft, seq: this.nextSeq++, id: this.nextId++ };
     this.draft = [];
     this.pending.push({ message, textAfter: this.text, seq: this.hints.seq });
     this.conn.send(message);
@@ -561,7 +581,7 @@ export class DocumentSession extends EventTarget {
     for (const p of this.pending) if (p.message.id !== undefined) this.staleIds.add(p.message.id);
     this.pending = [];
     this.draft = [];
-    const message = { type: "replace", text: this.text, id: this.nextId++ };
+    const message = { type: "replace", text: this.text, seq: this.nextSeq++, id: this.nextId++ };
     this.pending.push({ message, textAfter: this.text, seq: this.hints.seq });
     this.conn.send(message);
     this.emit("resync");
@@ -679,6 +699,7 @@ export class DocumentSession extends EventTarget {
       for (const k of oldest) this.versionSeq.delete(k);
     }
     this.emit("ack", { version: ack.version });
+    if (this.draft.length) this.flush();
     this.emitState();
   }
 
@@ -735,7 +756,7 @@ export class ClassObserver extends EventTarget {
     this.token = opts.token;
     this.classId = opts.classId || tokenClaims(opts.token).class || "";
     this.onlyDoc = opts.doc || null;
-    this.conn = new Connection({ url: opts.url });
+    this.conn = new Connection({ url: opts.url || defaultSocketUrl(this.classId) });
     /** @type {Map<string, DocState>} */
     this.docs = new Map();
     this.awaitingWelcome = false;

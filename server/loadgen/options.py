@@ -37,5 +37,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--debounce-max-ms", type=float, default=1000.0,
         help="the server's debounce max wait (welcome announces only the quiet period)",
     )  # fmt: skip
+    p.add_argument(
+        "--in-flight", type=int, default=1,
+        help="edits in flight per student; typed meanwhile is composed (0: one per keystroke)",
+    )  # fmt: skip
     p.add_argument("--allow-remote", action="store_true", help="allow a non-loopback --url")
     p.add_argument("--quiet", action="store_true", help="no human summary")

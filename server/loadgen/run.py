@@ -106,7 +106,7 @@ async def _worker(
         students.append(
             SimStudent(
                 i,
-                cfg["url"],
+                f"{cfg['url']}?class={class_id}",  # a balancer hashes on it (deploy/)
                 token,
                 doc,
                 corpus[lang],
@@ -115,6 +115,7 @@ async def _worker(
                 samples,
                 lang=lang,
                 registry=registry,
+                in_flight=cfg.get("in_flight", 1),
             )
         )
     for s in students:  # until a welcome announces debounce_max_ms
@@ -127,7 +128,8 @@ async def _worker(
         token = mint_token(
             cfg["secret"], user=f"lg-{cfg['tag']}-t{j:03d}", role="teacher", class_id=class_id
         )
-        teachers.append(SimTeacher(cfg["url"], token, class_id, samples, registry))
+        url = f"{cfg['url']}?class={class_id}"
+        teachers.append(SimTeacher(url, token, class_id, samples, registry))
 
     async def start_student(s: SimStudent) -> None:
         await asyncio.sleep(ramp * s.index / n)
@@ -199,6 +201,7 @@ def run_loadgen(args: argparse.Namespace) -> dict[str, Any]:
         "tag": tag,
         "settle": args.settle,
         "debounce_max_ms": args.debounce_max_ms,
+        "in_flight": args.in_flight,
         "start_wall": time.time() + (2.0 if procs > 1 else 0.0),
     }
     load_corpus(args.data, args.lang)  # fail early on a missing data folder
@@ -222,7 +225,8 @@ def run_loadgen(args: argparse.Namespace) -> dict[str, Any]:
     loadgen_cpu = sum(p.pop("cpu_s") for p in parts)
     models = [m for m in (p.pop("models") for p in parts) if m is not None]
     samples = merge(parts)
-    public = {k: cfg[k] for k in ("url", "students", "teachers", "lang", "speed", "seed", "tag")}
+    keys = ("url", "students", "teachers", "lang", "speed", "seed", "tag", "in_flight")
+    public = {k: cfg[k] for k in keys}
     public.update(
         ramp_up_s=cfg["ramp_up"],
         procs=procs,

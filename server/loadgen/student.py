@@ -16,7 +16,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from protocol import Ack, Error, Hints, Scores, ServerMessage, Welcome
+from protocol import Ack, Edit, Error, Hints, Scores, ServerMessage, Welcome
 from server.loadgen.corpus import Essay
 from server.loadgen.typing import TypingModel
 from server.wsclient import SocketSession, StudentClient
@@ -97,8 +97,12 @@ class _Pacer:
 class MeasuredClient(StudentClient):
     """A StudentClient that timestamps edits and reads timing from replies."""
 
-    def __init__(self, url: str, token: str, doc: str, lang: Any, samples: Samples) -> None:
-        super().__init__(url, token, doc, lang=lang)
+    def __init__(
+        self, url: str, token: str, doc: str, lang: Any, samples: Samples, in_flight: int = 1
+    ) -> None:
+        # in_flight 1: keystrokes typed while an edit awaits its ack are composed into the
+        # next edit (0: every keystroke is its own edit, as before issue 12)
+        super().__init__(url, token, doc, lang=lang, max_in_flight=in_flight or None)
         self.samples = samples
         self.sent_at: dict[Any, float] = {}  # message id → send time
         self.version_sent_at: dict[int, float] = {}  # resulting version → send time
@@ -172,15 +176,22 @@ class MeasuredClient(StudentClient):
 
     async def send_op(self, start: int, end: int, text: str) -> None:
         edit = self.state.change(start, end, text)
-        if edit is None:  # waiting to resync after a refusal: goes out with the replace
+        if edit is None:  # composed into the next edit, or waiting to resync
             return
+        await self._send_quietly(edit)
+
+    async def _send_quietly(self, message: Any) -> None:
+        if isinstance(message, Edit) and message.id not in self.sent_at:
+            self._sent(message)
+        await super()._send_quietly(message)
+
+    def _sent(self, edit: Edit) -> None:
         now = time.monotonic()
         self.sent_at[edit.id] = now
         # the version this edit will create (teachers' updates and hints are matched on it)
         self.version_sent_at[edit.base + 1] = now
         self.samples.edits_sent += 1
         self.samples.versions_edited += 1
-        await self._send_quietly(edit)
 
 
 class SimStudent:
@@ -197,13 +208,14 @@ class SimStudent:
         *,
         lang: str,
         registry: dict[str, MeasuredClient],
+        in_flight: int = 1,
     ) -> None:
         self.index = index
         self.url, self.token, self.doc = url, token, doc
         self.essays, self.model, self.rng = essays, model, rng
         self.samples = samples
         self.lang = lang
-        self.client = MeasuredClient(url, token, doc, lang, samples)
+        self.client = MeasuredClient(url, token, doc, lang, samples, in_flight)
         registry[doc] = self.client
         self.pacer = _Pacer()
         self.stop = asyncio.Event()

@@ -27,15 +27,15 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import orjson
 
 from server.docids import doc_key
+from server.store.base import StorageError, StoredDocument, apply_logged
 
-__all__ = ["SCHEMA_VERSION", "StorageError", "Store", "StoredDocument", "apply_logged"]
+__all__ = ["SCHEMA_VERSION", "SQLiteStore", "migrate"]
 
 SCHEMA_VERSION = 2
 
@@ -77,6 +77,13 @@ CREATE TABLE IF NOT EXISTS analyses (
     scores BLOB,
     updated REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS client_seqs (  -- the last operation of each client (idempotent resend)
+    doc TEXT NOT NULL,
+    client TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    version INTEGER NOT NULL,
+    PRIMARY KEY (doc, client)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS sessions (
     id TEXT PRIMARY KEY,
     doc TEXT NOT NULL,
@@ -84,35 +91,6 @@ CREATE TABLE IF NOT EXISTS sessions (
     created REAL NOT NULL
 );
 """
-
-
-class StorageError(Exception):
-    """The database refused a write (disk full, read-only, locked…)."""
-
-
-@dataclass(slots=True)
-class StoredDocument:
-    key: str
-    name: str
-    owner: str
-    class_id: str
-    lang: str
-    version: int
-    text: str
-    dismissed: set[str] = field(default_factory=set)
-    analysis: dict[str, Any] | None = None  # the last scored analysis (Analysis.to_json)
-    scores: dict[str, Any] | None = None
-    analysis_version: int = -1
-    stored_bytes: int = 0
-
-
-def apply_logged(text: str, op: str, payload: bytes) -> str:
-    """Replay one edit-log entry."""
-    if op == "replace":
-        return payload.decode("utf-8")
-    for start, end, inserted in orjson.loads(payload):
-        text = text[:start] + inserted + text[end:]
-    return text
 
 
 def migrate(db: sqlite3.Connection) -> int:
@@ -160,7 +138,9 @@ def migrate(db: sqlite3.Connection) -> int:
     return found
 
 
-class Store:
+class SQLiteStore:
+    """The one-machine store: one SQLite file, every write its own short transaction."""
+
     def __init__(
         self,
         path: Path,
@@ -215,10 +195,16 @@ class Store:
         )
 
     def append(
-        self, key: str, version: int, changes: list[tuple[int, int, str]], text_after: str
+        self,
+        key: str,
+        version: int,
+        changes: list[tuple[int, int, str]],
+        text_after: str,
+        origin: tuple[str, int] | None = None,
     ) -> int:
         """Log one applied operation (``version`` is the new version) in one transaction;
-        returns the bytes the document now takes (snapshot + log)."""
+        returns the bytes the document now takes (snapshot + log). ``origin`` (client id,
+        client seq) is remembered with it, so a re-sent operation is recognised."""
         now = time.time()
         payload = orjson.dumps([list(c) for c in changes])
         row = self.db.execute(
@@ -248,6 +234,13 @@ class Store:
                     "UPDATE documents SET version=?, updated=?, log_bytes=?, stored_bytes=? "
                     "WHERE key=?",
                     (version, now, log_bytes, stored, key),
+                )
+            )
+        if origin is not None:
+            statements.append(
+                (
+                    "INSERT OR REPLACE INTO client_seqs VALUES (?, ?, ?, ?)",
+                    (key, origin[0], origin[1], version),
                 )
             )
         self._write(statements)
@@ -309,6 +302,12 @@ class Store:
         stored.stored_bytes = stored_bytes
         stored.dismissed = {
             h for (h,) in self.db.execute("SELECT hint FROM dismissals WHERE doc=?", (key,))
+        }
+        stored.client_seqs = {
+            client: (seq, ver)
+            for client, seq, ver in self.db.execute(
+                "SELECT client, seq, version FROM client_seqs WHERE doc=?", (key,)
+            )
         }
         analysis = self.db.execute(
             "SELECT version, hints, scores FROM analyses WHERE doc=?", (key,)
