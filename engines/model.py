@@ -22,6 +22,7 @@ __all__ = [
     "EncoderConfig",
     "EssayConfig",
     "EssayModel",
+    "Generator",
     "SentenceModel",
 ]
 
@@ -200,6 +201,35 @@ class SentenceModel(nn.Module):
             out["cand_ids"],  # (B, T, K) int64
             out["embedding"],  # (B, C)
         )
+
+
+class Generator(nn.Module):
+    """ELECTRA's generator (training only): a small masked LM that proposes replacements.
+
+    It shares the sentence model's token and position embeddings (and its MLM output
+    matrix, the transposed token embedding), as ELECTRA ties them; only its blocks and
+    final norm are its own. Not exported."""
+
+    def __init__(self, d_model: int, n_layer: int, n_head: int, d_ff: int, dropout: float) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList(Block(d_model, n_head, d_ff, dropout) for _ in range(n_layer))
+        self.ln_f = nn.LayerNorm(d_model)
+        self.bias = nn.Parameter(torch.zeros(1))
+        self.apply(SentenceModel._init)
+
+    def forward(
+        self, sm: SentenceModel, input_ids: torch.Tensor, attention_mask: torch.Tensor
+    ) -> torch.Tensor:
+        T = input_ids.shape[1]
+        pos = torch.arange(T, device=input_ids.device)
+        x = sm.drop(sm.tok_emb(input_ids) + sm.pos_emb(pos)[None])  # (B, T, C)
+        bias = additive_mask(attention_mask)
+        for block in self.blocks:
+            x = block(x, bias)
+        return self.ln_f(x)  # (B, T, C)
+
+    def logits(self, sm: SentenceModel, h: torch.Tensor) -> torch.Tensor:
+        return h @ sm.tok_emb.weight.T + sm.mlm_bias + self.bias  # (..., V)
 
 
 @dataclass

@@ -6,8 +6,11 @@ Writes into the pack folder everything the GPU training step needs, so that the 
 needs neither the raw data nor jieba / pypinyin:
   tokenizer.model       SentencePiece model (also shipped as engines/zh/tokenizer.model)
   confusion.npy         (V, K) int32 candidate table: row v = [v, similar chars of v...]
-  pack.npz              token arrays for pre-training, 病句, spelling and essays
-  pack.json             counts, label sets, essay feature names
+  confusion_w.npy       (V, K) float32 P(wrong = slot k | right = v) for synthetic misspellings
+  corpus.u16.xz         the pre-training token stream (uint16, lzma): news-capped corpus
+  pack.npz              window offsets into that stream, synthetic 病句 pairs (as edits of
+                        corpus sentences), token arrays for 病句, spelling and essays
+  pack.json             counts, label sets, corpus characters per source
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import difflib
 import hashlib
 import importlib.util
 import json
+import lzma
 import random
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -25,8 +29,11 @@ from typing import Any
 
 import numpy as np
 
+from engines.corpus import NEWS_SHARE, pretrain_stream, select_documents
 from engines.essay_features import essay_features, sentence_features
 from engines.jsonl import read_jsonl
+from engines.synth_faulty import pack_pairs
+from engines.synth_spelling import corruption_weights
 from engines.text import is_cjk, split_runs
 from engines.tokenizer import MASK_PIECE, ZhTokenizer
 
@@ -224,27 +231,6 @@ def pad_ids(seqs: list[list[int]], length: int = MAX_LEN) -> np.ndarray:
     return out
 
 
-def pretrain_windows(zh: Path, tok: ZhTokenizer, window: int = MAX_LEN) -> np.ndarray:
-    """Corpus documents cut at sentence ends into windows of at most `window` tokens."""
-    windows: list[list[int]] = []
-    for source, text in chinese_train_texts(zh):
-        if source.startswith(("sent_", "csc_")):
-            continue
-        cur: list[int] = []
-        for line in text.split("\n"):
-            ids = tok.encode_ids(line)
-            while len(ids) > window:
-                windows.append(ids[:window])
-                ids = ids[window:]
-            if len(cur) + len(ids) > window:
-                windows.append(cur)
-                cur = []
-            cur = cur + ids
-        if len(cur) >= 8:
-            windows.append(cur)
-    return pad_ids(windows, window)
-
-
 def edit_marks(text: str, correction: str) -> list[int]:
     """Per character of `text`: 1 where the correction replaces/deletes it or inserts next to it."""
     marks = [0] * len(text)
@@ -407,6 +393,8 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="keep an existing PACK/tokenizer.model (only recount characters)",
     )
+    ap.add_argument("--news-share", type=float, default=NEWS_SHARE)
+    ap.add_argument("--synth-pairs", type=int, default=600_000)
     args = ap.parse_args(argv)
     zh, en, pack = args.data / "zh", args.data / "en", args.pack
     pack.mkdir(parents=True, exist_ok=True)
@@ -416,9 +404,18 @@ def main(argv: list[str] | None = None) -> None:
         model_file, char_freq = train_tokenizer(zh, en, pack)
     tok = ZhTokenizer(model_file)
     print(f"tokenizer: {tok.vocab_size} pieces")
-    np.save(pack / "confusion.npy", build_confusion(tok, char_freq, zh))
-    arrays: dict[str, np.ndarray] = {"pretrain": pretrain_windows(zh, tok)}
-    print(f"pretrain windows: {arrays['pretrain'].shape}")
+    table = build_confusion(tok, char_freq, zh)
+    np.save(pack / "confusion.npy", table)
+    pieces = [tok.id_to_piece(i) for i in range(tok.vocab_size)]
+    np.save(pack / "confusion_w.npy", corruption_weights(table, pieces, mined_pairs(zh)))
+    docs, corpus_chars = select_documents(zh, news_share=args.news_share)
+    flat, offsets, sentences = pretrain_stream(docs, tok)
+    (pack / "corpus.u16.xz").write_bytes(lzma.compress(flat.tobytes(), preset=9))
+    arrays: dict[str, np.ndarray] = {"pretrain_off": offsets}
+    print(f"pretrain: {len(flat)} tokens, {len(offsets) - 1} windows; {dict(corpus_chars)}")
+    pairs = pack_pairs(sentences, flat, tok, random.Random(0), args.synth_pairs)
+    arrays.update({f"synfaulty_{k}": v for k, v in pairs.items()})
+    print(f"synthetic 病句 pairs: {len(pairs['src'])}")
     for split in ("train", "valid"):
         for key, val in faulty_split(zh, tok, split).items():
             arrays[f"faulty_{split}_{key}"] = val
@@ -438,6 +435,9 @@ def main(argv: list[str] | None = None) -> None:
         "grades": GRADES,
         "traits": TRAITS,
         "n_cand": N_CAND,
+        "corpus_tokens": len(flat),
+        "corpus_chars": dict(corpus_chars),
+        "news_share": args.news_share,
         "shapes": {k: list(v.shape) for k, v in arrays.items()},
     }
     (pack / "pack.json").write_text(json.dumps(meta, indent=1))

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import lzma
 import math
 import time
 from collections.abc import Callable
@@ -28,28 +29,39 @@ import numpy as np
 # ----------------------------------------------------------------------------- defaults
 DEFAULTS: dict[str, Any] = dict(
     seed=1337,
-    # sentence encoder (sized for the CPU default: ~3 ms / 48-token sentence on one core)
-    n_layer=4,
+    # sentence encoder: deep and narrow (GPU tier 12 x 256; the CPU tier is --n_layer 4)
+    n_layer=12,
     n_head=4,
     d_model=256,
     d_ff=1024,
     dropout=0.1,
-    # pre-training: masked LM + confusion-set replaced-character correction on the corpus
-    pretrain_steps=23000,
-    pretrain_batch=384,
-    pretrain_lr=1.2e-3,
+    # pre-training, ELECTRA-style: a small generator (tied embeddings) fills mask_prob of the
+    # tokens; half of those are replaced by a confusion candidate drawn from P(wrong | right)
+    # instead; the encoder detects replaced tokens everywhere (weight rtd_weight), corrects
+    # them among its candidates and over the whole vocabulary (the MLM term)
+    pretrain_steps=60000,
+    pretrain_batch=256,
+    pretrain_lr=1e-3,
     mask_prob=0.15,
-    confuse_prob=0.05,
-    # fine-tuning: 病句 + real spelling data + synthetic spelling errors, jointly
-    finetune_steps=4200,
+    confusion_share=0.5,
+    gen_layers=2,
+    gen_d_ff=512,
+    rtd_weight=20.0,
+    # fine-tuning: 病句 (real + synthetic pairs) + real spelling data (LEMON masked
+    # fine-tuning: lemon_mask of the correct characters masked) + synthetic misspellings
+    # (1-2 a sentence, matched to the real error mix), jointly
+    finetune_steps=20000,
     faulty_batch=64,
+    synth_faulty_batch=64,
     csc_batch=128,
     synth_batch=128,
     finetune_lr=3e-4,
-    synth_prob=0.04,
+    lemon_mask=0.2,
+    p_clean=0.3,
     error_weight=3.0,
     ged_weight=1.0,
     synth_weight=0.5,
+    synth_faulty_weight=0.5,
     cand_sample=0.15,  # fine-tuning: share of correct characters the candidate head trains on
     # essay model over frozen sentence embeddings
     essay_epochs=60,
@@ -65,9 +77,11 @@ DEFAULTS: dict[str, Any] = dict(
     grad_clip=1.0,
     log_every=200,
     compare_no_pretrain=False,  # True: also fine-tune a non-pre-trained model (ablation)
-    # wall-clock guards (seconds since start): loops stop early rather than overrun a GPU lease
-    pretrain_deadline_s=640.0,
-    finetune_deadline_s=960.0,
+    # wall-clock budgets (seconds since `fit` began): a loop's learning-rate schedule runs on
+    # max(step / steps, elapsed / budget), so a run cut by its budget still anneals
+    pretrain_deadline_s=320.0,
+    finetune_deadline_s=460.0,
+    save_half=False,  # store the checkpoint's float weights as float16 (half the bytes)
 )
 
 
@@ -110,6 +124,9 @@ class Pack:
         with np.load(folder / "pack.npz") as z:
             self.a = {k: z[k] for k in z.files}
         self.confusion = np.load(folder / "confusion.npy")
+        self.confusion_w = np.load(folder / "confusion_w.npy")
+        raw = lzma.decompress((folder / "corpus.u16.xz").read_bytes())
+        self.corpus = np.frombuffer(raw, dtype=np.uint16)  # the pre-training token stream
 
     def split(self, prefix: str, dev: bool | None) -> dict[str, np.ndarray]:
         """Arrays under `prefix`; dev=True/False selects the dev carve-out or the rest."""
@@ -125,8 +142,10 @@ def fit(args: argparse.Namespace) -> dict[str, Any]:
     import torch.nn.functional as F
 
     from engines.metrics import auc, binary_scores, macro_f1_multilabel, sighan_scores
-    from engines.model import EncoderConfig, SentenceModel
+    from engines.model import EncoderConfig, Generator, SentenceModel
     from engines.runtime import spelling_scores
+    from engines.synth_faulty import unpack_pair
+    from engines.synth_spelling import corrupt_batch
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(args.seed)
@@ -186,14 +205,15 @@ def fit(args: argparse.Namespace) -> dict[str, Any]:
             fused=device == "cuda",
         )
 
-    def lr_at(step: int, total: int, peak: float) -> float:
+    def lr_at(step: int, progress: float, peak: float) -> float:
+        """Linear warm-up over `warmup` steps, then cosine to 0 as progress goes 0 -> 1."""
         if step < args.warmup:
             return peak * (step + 1) / args.warmup
-        return (
-            peak
-            * 0.5
-            * (1 + math.cos(math.pi * (step - args.warmup) / max(total - args.warmup, 1)))
-        )
+        return peak * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+    def progress_of(step: int, steps: int, t0: float, deadline: float) -> float:
+        """Share of the loop done: by steps or by its wall-clock budget, whichever is ahead."""
+        return max(step / steps, (time.time() - t0) / max(deadline - (t0 - t_start), 1.0))
 
     # ------------------------------------------------------------------------- spelling targets
     def spelling_targets(ids: torch.Tensor, gold: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -205,14 +225,11 @@ def fit(args: argparse.Namespace) -> dict[str, Any]:
         slot = torch.where(scored, slot, torch.full_like(ids, -100))
         return scored, wrong.float(), slot
 
-    def corrupt(ids: torch.Tensor, prob: float) -> tuple[torch.Tensor, torch.Tensor]:
-        """Synthetic spelling errors: replace characters by a confusion-set neighbour,
-        preferring the first (mined / similar-shape / same-pinyin) candidates."""
-        n_valid = (confusion[ids] != 0).sum(-1) - 1  # (B, T)
-        pos = (torch.rand(ids.shape, device=device) < prob) & is_char[ids] & (n_valid > 0)
-        u = torch.rand(ids.shape, device=device)
-        slot = 1 + (u * u * n_valid.float()).long().clamp(max=K - 1)
-        new = torch.where(pos, confusion[ids].gather(-1, slot.unsqueeze(-1)).squeeze(-1), ids)
+    confusion_w = torch.from_numpy(pack.confusion_w.astype(np.float32)).to(device)  # (V, K)
+
+    def corrupt(ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Synthetic misspellings matched to the real mix (engines.synth_spelling)."""
+        new = corrupt_batch(ids, confusion, confusion_w, is_char, p_clean=args.p_clean)
         return new, ids  # corrupted input, gold
 
     def spelling_loss(
@@ -224,98 +241,182 @@ def fit(args: argparse.Namespace) -> dict[str, Any]:
         wrong: torch.Tensor,
         slot: torch.Tensor,
         cand_sample: float = 0.15,
+        det_weight: float = 1.0,
     ) -> torch.Tensor:
         """Detection BCE on every scored character; candidate CE on every wrong character
         plus a random `cand_sample` share of the correct ones (scoring K candidates everywhere
         is costly; fine-tuning with cand_sample=1.0 was tried and was worse on dev, 0.376 vs
         0.387 sentence correction F1)."""
-        w = scored.float() * (1 + (args.error_weight - 1) * wrong)
-        det = F.binary_cross_entropy_with_logits(
-            out["detect_logit"].float(), wrong, weight=w, reduction="sum"
-        ) / w.sum().clamp(min=1)
+        det = h.sum() * 0.0
+        if det_weight:
+            w = scored.float() * (1 + (args.error_weight - 1) * wrong)
+            det = F.binary_cross_entropy_with_logits(
+                out["detect_logit"].float(), wrong, weight=w, reduction="sum"
+            ) / w.sum().clamp(min=1)
         sampled = torch.rand(ids.shape, device=device) < cand_sample
         pick = (slot != -100) & (wrong.bool() | sampled)
         logits, _ = model.candidate_logits(h[pick], ids[pick])  # (N, K)
         cw = torch.where(wrong.bool()[pick], args.error_weight, 1.0)
         ce = F.cross_entropy(logits.float(), slot[pick], reduction="none")
-        return det + (ce * cw).sum() / cw.sum().clamp(min=1)
+        return det_weight * det + (ce * cw).sum() / cw.sum().clamp(min=1)
 
     # ------------------------------------------------------------------------- pre-training
-    pre = pack.a["pretrain"]
+    corpus = torch.from_numpy(pack.corpus.astype(np.int64)).to(device)  # (N_tokens,)
+    win_off = torch.from_numpy(pack.a["pretrain_off"]).to(device)  # (N_windows + 1,)
 
-    def pretrain(model: SentenceModel) -> None:
-        opt = optimizer(model, args.pretrain_lr)
+    def corpus_windows(n: int) -> torch.Tensor:
+        """n random pre-training windows, (n, T) padded with 0 to the longest."""
+        w = torch.randint(0, len(win_off) - 1, (n,), device=device)
+        start, length = win_off[w], win_off[w + 1] - win_off[w]
+        T = int(length.max())
+        t = torch.arange(T, device=device)
+        inside = t[None] < length[:, None]
+        return torch.where(inside, corpus[(start[:, None] + t[None]).clamp(max=len(corpus) - 1)], 0)
+
+    def pretrain(model: SentenceModel) -> dict[str, Any]:
+        gen = Generator(args.d_model, args.gen_layers, args.n_head, args.gen_d_ff, args.dropout)
+        gen = gen.to(device)
+        opt = optimizer(torch.nn.ModuleList([model, gen]), args.pretrain_lr)
         model.train()
-        for step in range(args.pretrain_steps):
+        t0, step, tokens = time.time(), 0, 0
+        V = model.cfg.vocab_size
+        while True:
+            progress = progress_of(step, args.pretrain_steps, t0, args.pretrain_deadline_s)
+            if progress >= 1.0:
+                break
             for g in opt.param_groups:
-                g["lr"] = lr_at(step, args.pretrain_steps, args.pretrain_lr)
-            (ids,) = trim(to_t(pre[rng.integers(0, len(pre), args.pretrain_batch)]))
+                g["lr"] = lr_at(step, progress, args.pretrain_lr)
+            ids = corpus_windows(args.pretrain_batch)  # (B, T)
             attn = (ids != 0).long()
-            noisy, gold = corrupt(ids, args.confuse_prob)
-            r = torch.rand(ids.shape, device=device)
-            masked = (r < args.mask_prob) & (attn == 1) & (noisy == ids)
-            r2 = torch.rand(ids.shape, device=device)
-            inp = torch.where(masked & (r2 < 0.8), torch.full_like(ids, 4), noisy)  # <mask> = 4
-            inp = torch.where(masked & (r2 >= 0.8) & (r2 < 0.9), torch.randint_like(ids, 5, V), inp)
+            tokens += int(attn.sum())
+            masked = (torch.rand(ids.shape, device=device) < args.mask_prob) & (ids > 4)
+            with autocast:
+                gl = gen.logits(model, gen(model, ids.masked_fill(masked, 4), attn)[masked])
+                gen_loss = F.cross_entropy(gl.float(), ids[masked])
+            with torch.no_grad():  # replacements: generator samples, or confusion candidates
+                u = torch.rand_like(gl, dtype=torch.float32).clamp_(1e-9, 1.0)
+                sample = (gl.float() - torch.log(-torch.log(u))).argmax(-1)  # Gumbel-max
+                orig = ids[masked]
+                w = confusion_w[orig]  # (M, K)
+                has = w.sum(-1) > 0
+                use_conf = has & (torch.rand(orig.shape, device=device) < args.confusion_share)
+                w = torch.where(has[:, None], w, torch.zeros_like(w))
+                w[:, 0] += (~has).float()
+                slot = torch.multinomial(w, 1).squeeze(-1)
+                conf = confusion[orig, slot]
+                inp = ids.clone()
+                inp[masked] = torch.where(use_conf, conf, sample)
+                replaced = (inp != ids) & (attn == 1)
             with autocast:
                 h = model.encode(inp, attn)
-                out = model.heads(h, inp, attn, with_cands=False)
-                mlm = F.cross_entropy(model.mlm_logits(h[masked]).float(), ids[masked])
-                scored, wrong, slot = spelling_targets(inp, gold)
-                scored = scored & ~masked
-                slot = torch.where(masked, torch.full_like(slot, -100), slot)
-                loss = mlm + spelling_loss(model, h, inp, out, scored, wrong, slot)
+                det = model.detect_head(h).squeeze(-1).float()
+                on = attn == 1
+                rtd = F.binary_cross_entropy_with_logits(det[on], replaced[on].float())
+                mlm = (
+                    F.cross_entropy(model.mlm_logits(h[replaced]).float(), ids[replaced])
+                    if replaced.any()
+                    else h.sum() * 0.0
+                )
+                scored, wrong, slot_t = spelling_targets(inp, ids)
+                cand = spelling_loss(model, h, inp, {}, scored, wrong, slot_t, det_weight=0.0)
+                loss = gen_loss + args.rtd_weight * rtd + mlm + cand
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
+            torch.nn.utils.clip_grad_norm_(
+                [*model.parameters(), *gen.parameters()], args.grad_clip
+            )
             opt.step()
-            if step % args.log_every == 0 or step == args.pretrain_steps - 1:
-                log(f"pretrain {step:5d} loss {loss.item():.3f} mlm {mlm.item():.3f}")
-            if time.time() - t_start > args.pretrain_deadline_s:
-                log(f"pretrain stopped by the deadline at step {step}")
-                break
+            if step % args.log_every == 0:
+                log(
+                    f"pretrain {step:5d} gen {gen_loss.item():.3f} rtd {rtd.item():.4f} "
+                    f"mlm {mlm.item():.3f} cand {cand.item():.3f} "
+                    f"replaced {replaced.float().sum().item() / on.sum().item():.3f}"
+                )
+            step += 1
+        log(f"pretrain done: {step} steps, {tokens / 1e6:.0f} M tokens, {time.time() - t0:.0f}s")
+        return {"steps": step, "tokens": tokens, "seconds": time.time() - t0}
 
     # ------------------------------------------------------------------------- fine-tuning
     f_tr, f_dev = pack.split("faulty_train", False), pack.split("faulty_train", True)
     c_tr, c_dev = pack.split("csc_train", False), pack.split("csc_train", True)
+    syn = pack.split("synfaulty", None)
+    n_syn = len(syn["src"])
 
-    def finetune(model: SentenceModel) -> None:
+    def synth_faulty(n: int) -> tuple[np.ndarray, ...]:
+        """n synthetic pairs -> ids (2n, T), label, one-hot types (2n, 7), edit marks."""
+        rows, labels, types, marks = [], [], [], []
+        for i in rng.integers(0, n_syn, n):
+            correct, faulty, mk = unpack_pair(syn, pack.corpus, int(i))
+            t = np.zeros(len(pack.meta["types"]), np.int64)
+            t[int(syn["type"][i])] = 1
+            rows += [faulty, correct]
+            labels += [1, 0]
+            types += [t, np.zeros_like(t)]
+            marks += [mk, [0] * len(correct)]
+        T = max(len(r) for r in rows)
+        ids = np.zeros((len(rows), T), np.int64)
+        ged = np.full((len(rows), T), -1, np.int64)
+        for r, (row, mk) in enumerate(zip(rows, marks, strict=True)):
+            ids[r, : len(row)], ged[r, : len(row)] = row, mk
+        return ids, np.array(labels), np.stack(types), ged
+
+    def faulty_loss(
+        model: SentenceModel, fid: torch.Tensor, flab: torch.Tensor, ftyp: torch.Tensor,
+        fged: torch.Tensor,
+    ) -> tuple[torch.Tensor, ...]:
+        fo = model.heads(
+            model.encode(fid, (fid != 0).long()), fid, (fid != 0).long(), with_cands=False
+        )
+        loss_f = F.binary_cross_entropy_with_logits(fo["faulty_logit"].float(), flab)
+        has_t = (ftyp.sum(1) > 0).float().unsqueeze(1)
+        loss_t = (
+            F.binary_cross_entropy_with_logits(fo["type_logits"].float(), ftyp, reduction="none")
+            * has_t
+        ).sum() / (has_t.sum() * ftyp.shape[1]).clamp(min=1)
+        gm = (fged >= 0).float()
+        loss_g = (
+            F.binary_cross_entropy_with_logits(
+                fo["ged_logit"].float(), fged.clamp(min=0).float(), reduction="none"
+            )
+            * gm
+        ).sum() / gm.sum().clamp(min=1)
+        return loss_f, loss_t, loss_g
+
+    def lemon_mask(ids: torch.Tensor, gold: torch.Tensor) -> torch.Tensor:
+        """Masked fine-tuning (LEMON): mask lemon_mask of the correct characters (their
+        label stays "keep"; a masked position is not scored), so the model must read the
+        context instead of memorising error pairs."""
+        m = (torch.rand(ids.shape, device=device) < args.lemon_mask) & is_char[ids] & (gold == ids)
+        return ids.masked_fill(m, 4)
+
+    def finetune(model: SentenceModel) -> dict[str, Any]:
         opt = optimizer(model, args.finetune_lr)
         model.train()
-        for step in range(args.finetune_steps):
+        t0, step = time.time(), 0
+        while True:
+            progress = progress_of(step, args.finetune_steps, t0, args.finetune_deadline_s)
+            if progress >= 1.0:
+                break
             for g in opt.param_groups:
-                g["lr"] = lr_at(step, args.finetune_steps, args.finetune_lr)
+                g["lr"] = lr_at(step, progress, args.finetune_lr)
             i = rng.integers(0, len(f_tr["ids"]), args.faulty_batch)
             fid, fged = trim(to_t(f_tr["ids"][i]), to_t(f_tr["ged"][i]))
             flab = to_t(f_tr["label"][i]).float()
             ftyp = to_t(f_tr["types"][i]).float()
+            sid_np, slab, styp, sged = synth_faulty(args.synth_faulty_batch)
             j = rng.integers(0, len(c_tr["ids"]), args.csc_batch)
             cid, cgold = trim(to_t(c_tr["ids"][j]), to_t(c_tr["gold"][j]))
-            (sid,) = trim(to_t(pre[rng.integers(0, len(pre), args.synth_batch)]))
-            sin, sgold = corrupt(sid, args.synth_prob)
+            cin = lemon_mask(cid, cgold)
+            sin, sgold = corrupt(corpus_windows(args.synth_batch))
             with autocast:
-                fo = model.heads(
-                    model.encode(fid, (fid != 0).long()), fid, (fid != 0).long(), with_cands=False
+                loss_f, loss_t, loss_g = faulty_loss(model, fid, flab, ftyp, fged)
+                yf, yt, yg = faulty_loss(
+                    model, to_t(sid_np), to_t(slab).float(), to_t(styp).float(), to_t(sged)
                 )
-                loss_f = F.binary_cross_entropy_with_logits(fo["faulty_logit"].float(), flab)
-                has_t = (ftyp.sum(1) > 0).float().unsqueeze(1)
-                loss_t = (
-                    F.binary_cross_entropy_with_logits(
-                        fo["type_logits"].float(), ftyp, reduction="none"
-                    )
-                    * has_t
-                ).sum() / (has_t.sum() * ftyp.shape[1]).clamp(min=1)
-                gm = (fged >= 0).float()
-                loss_g = (
-                    F.binary_cross_entropy_with_logits(
-                        fo["ged_logit"].float(), fged.clamp(min=0).float(), reduction="none"
-                    )
-                    * gm
-                ).sum() / gm.sum().clamp(min=1)
-                ch = model.encode(cid, (cid != 0).long())
-                co = model.heads(ch, cid, (cid != 0).long(), with_cands=False)
+                ch = model.encode(cin, (cin != 0).long())
+                co = model.heads(ch, cin, (cin != 0).long(), with_cands=False)
                 loss_c = spelling_loss(
-                    model, ch, cid, co, *spelling_targets(cid, cgold), args.cand_sample
+                    model, ch, cin, co, *spelling_targets(cin, cgold), args.cand_sample
                 )
                 sh = model.encode(sin, (sin != 0).long())
                 so = model.heads(sh, sin, (sin != 0).long(), with_cands=False)
@@ -323,21 +424,26 @@ def fit(args: argparse.Namespace) -> dict[str, Any]:
                     model, sh, sin, so, *spelling_targets(sin, sgold), args.cand_sample
                 )
                 loss = (
-                    loss_f + loss_t + args.ged_weight * loss_g + loss_c + args.synth_weight * loss_s
+                    loss_f
+                    + loss_t
+                    + args.ged_weight * loss_g
+                    + args.synth_faulty_weight * (yf + yt + args.ged_weight * yg)
+                    + loss_c
+                    + args.synth_weight * loss_s
                 )
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
             opt.step()
-            if step % args.log_every == 0 or step == args.finetune_steps - 1:
+            if step % args.log_every == 0:
                 log(
                     f"finetune {step:5d} faulty {loss_f.item():.3f} types {loss_t.item():.3f} "
-                    f"ged {loss_g.item():.3f} "
-                    f"csc {loss_c.item():.3f} synth {loss_s.item():.3f}"
+                    f"ged {loss_g.item():.3f} synfaulty {yf.item():.3f} syntypes {yt.item():.3f} "
+                    f"synged {yg.item():.3f} csc {loss_c.item():.3f} synth {loss_s.item():.3f}"
                 )
-            if time.time() - t_start > args.finetune_deadline_s:
-                log(f"finetune stopped by the deadline at step {step}")
-                break
+            step += 1
+        log(f"finetune done: {step} steps, {time.time() - t0:.0f}s")
+        return {"steps": step, "seconds": time.time() - t0}
 
     # ------------------------------------------------------------------------- evaluation
     @torch.no_grad()
@@ -443,8 +549,8 @@ def fit(args: argparse.Namespace) -> dict[str, Any]:
         del base
     torch.manual_seed(args.seed)
     model = new_model()
-    pretrain(model)
-    finetune(model)
+    results["pretrain"] = pretrain(model)
+    results["finetune"] = finetune(model)
     results["sentence"] = evaluate_sentence_model(model)
     log(f"pretrained: {json.dumps(results['sentence']['valid_torch'])}")
 
@@ -464,7 +570,9 @@ def fit(args: argparse.Namespace) -> dict[str, Any]:
         {
             "sentence_cfg": model.cfg.to_dict(),
             "sentence_state": {
-                k: v.float().cpu() if v.is_floating_point() else v.cpu()
+                k: (v.half() if args.save_half else v.float()).cpu()
+                if v.is_floating_point()
+                else v.cpu()
                 for k, v in model.state_dict().items()
             },
             "essay_cfg": ecfg.to_dict(),
