@@ -35,11 +35,13 @@ OPSET = 17
 
 def load_models(
     ckpt_file: Path,
-) -> tuple[SentenceModel, EssayModel | EssayEnsemble, dict[str, Any]]:
+) -> tuple[SentenceModel, EssayModel | EssayEnsemble | None, dict[str, Any]]:
     ckpt = torch.load(ckpt_file, map_location="cpu", weights_only=False)
     state = ckpt["sentence_state"]
     sm = SentenceModel(EncoderConfig(**ckpt["sentence_cfg"]), state["confusion"])
     sm.load_state_dict(state)
+    if "essay_state" not in ckpt:  # a fit cut short before its essay model
+        return sm.eval(), None, ckpt
     es = ckpt["essay_state"]
     cfg = EssayConfig(**ckpt["essay_cfg"])
     n = int(ckpt.get("essay_members", 1))

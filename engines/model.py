@@ -242,6 +242,8 @@ class EssayConfig:
     n_head: int = 4
     dropout: float = 0.2
     n_traits: int = 5
+    n_disc_sent: int = 0  # discourse-function classes per sentence (0: no discourse head)
+    n_disc_para: int = 0  # … and of the sentence's paragraph
 
     def to_dict(self) -> dict[str, int | float]:
         return asdict(self)
@@ -264,7 +266,12 @@ class EssayModel(nn.Module):
         )
         self.ln_f = nn.LayerNorm(C)
         self.drop = nn.Dropout(cfg.dropout)
-        d_all = 2 * C + cfg.n_essay_feats
+        n_disc = cfg.n_disc_sent + cfg.n_disc_para
+        # discourse head: per-sentence function distributions; their grid features
+        # (presence = max, proportion = mean, first position = expected relative position)
+        # join the pooled vector, 3 per class
+        self.disc_head = nn.Linear(C, n_disc) if n_disc else None
+        d_all = 2 * C + cfg.n_essay_feats + 3 * n_disc
         self.trunk = nn.Sequential(nn.Linear(d_all, C), nn.GELU(), nn.Dropout(cfg.dropout))
         self.trait_head = nn.Linear(C, cfg.n_traits * 3)
         self.coh_head = nn.Linear(C, 3)
@@ -277,6 +284,18 @@ class EssayModel(nn.Module):
         sent_mask: torch.Tensor,
         essay_feats: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        t, c, s, _ = self.all_logits(sent_emb, sent_feats, sent_mask, essay_feats)
+        return t, c, s
+
+    def all_logits(
+        self,
+        sent_emb: torch.Tensor,
+        sent_feats: torch.Tensor,
+        sent_mask: torch.Tensor,
+        essay_feats: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Trait, coherence-grade, coherence-score logits and the discourse logits
+        (B, S, n_disc_sent + n_disc_para), None without a discourse head."""
         x = self.inp(torch.cat([sent_emb, sent_feats], dim=-1))  # (B, S, C)
         bias = additive_mask(sent_mask)
         for block in self.blocks:
@@ -286,10 +305,23 @@ class EssayModel(nn.Module):
         mean = (x * m).sum(1) / m.sum(1).clamp(min=1.0)  # (B, C)
         mx = (x + (m - 1.0) * 1e4).max(dim=1).values  # (B, C)
         ef = (essay_feats - self.feat_mean) / self.feat_std
-        z = self.trunk(torch.cat([mean, mx, ef], dim=-1))  # (B, C)
+        parts = [mean, mx, ef]
+        dl = None
+        if self.disc_head is not None:
+            dl = self.disc_head(x)  # (B, S, n_disc)
+            ns = self.cfg.n_disc_sent
+            probs = torch.cat([dl[..., :ns].softmax(-1), dl[..., ns:].softmax(-1)], -1) * m
+            n = m.sum(1).clamp(min=1.0)  # (B, 1)
+            rel = torch.cumsum(sent_mask.to(x.dtype), 1).unsqueeze(-1) / n.unsqueeze(1)
+            parts += [
+                probs.max(1).values,  # presence
+                probs.sum(1) / n,  # proportion
+                (probs * rel).sum(1) / probs.sum(1).clamp(min=1e-3),  # where it comes
+            ]
+        z = self.trunk(torch.cat(parts, dim=-1))  # (B, C)
         B = z.shape[0]
         trait_logits = self.trait_head(z).view(B, self.cfg.n_traits, 3)
-        return trait_logits, self.coh_head(z), self.coh_reg(z).squeeze(-1)
+        return trait_logits, self.coh_head(z), self.coh_reg(z).squeeze(-1), dl
 
     def forward(
         self,

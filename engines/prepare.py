@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from engines.corpus import NEWS_SHARE, pretrain_stream, select_documents
+from engines.discourse import segment_labels
 from engines.essay_features import essay_features, sentence_features
 from engines.jsonl import read_jsonl
 from engines.synth_faulty import pack_pairs
@@ -338,10 +339,11 @@ def csc_token_pair(tok: ZhTokenizer, text: str, correct: str) -> tuple[list[int]
     return enc.ids, gold
 
 
-def segment_essay(text: str) -> list[tuple[str, int]]:
+def segment_essay(text: str) -> list[tuple[str, int, int, int]]:
+    """(text, paragraph, start, end) of each sentence, as the server segments it."""
     from engines.segment import segment
 
-    return [(s.text, s.paragraph) for s in segment(text) if s.text.strip()]
+    return [(s.text, s.paragraph, s.start, s.end) for s in segment(text) if s.text.strip()]
 
 
 def essay_split(
@@ -356,13 +358,18 @@ def essay_split(
     coh_grade: list[int] = []
     coh_score: list[float] = []
     devs: list[int] = []
+    disc_sent: list[int] = []
+    disc_para: list[int] = []
     for r in records:
         text = r["text"]
         segs = segment_essay(text)
         if not segs:
             continue
-        sents = [s for s, _ in segs]
-        pars = [p for _, p in segs]
+        sents = [s[0] for s in segs]
+        pars = [s[1] for s in segs]
+        ds, dp = segment_labels(r, [(s[2], s[3]) for s in segs])
+        disc_sent.extend(ds)
+        disc_para.extend(dp)
         sent_ids.extend(tok.encode_ids(s, MAX_LEN) for s in sents)
         sent_feats.append(sentence_features([len(s) for s in sents], pars))
         offsets.append(len(sent_ids))
@@ -381,6 +388,8 @@ def essay_split(
         "coh_grade": np.array(coh_grade, np.int8),
         "coh_score": np.array(coh_score, np.float32),
         "dev": np.array(devs, np.int8),
+        "disc_sent": np.array(disc_sent, np.int8),  # per sentence, engines.discourse labels
+        "disc_para": np.array(disc_para, np.int8),
     }
 
 
@@ -411,7 +420,7 @@ def main(argv: list[str] | None = None) -> None:
     docs, corpus_chars = select_documents(zh, news_share=args.news_share)
     flat, offsets, sentences = pretrain_stream(docs, tok)
     (pack / "corpus.u16.xz").write_bytes(lzma.compress(flat.tobytes(), preset=9))
-    arrays: dict[str, np.ndarray] = {"pretrain_off": offsets}
+    arrays: dict[str, np.ndarray] = {"pretrain_off": offsets.astype(np.uint32)}
     print(f"pretrain: {len(flat)} tokens, {len(offsets) - 1} windows; {dict(corpus_chars)}")
     pairs = pack_pairs(sentences, flat, tok, random.Random(0), args.synth_pairs)
     arrays.update({f"synfaulty_{k}": v for k, v in pairs.items()})

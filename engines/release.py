@@ -1,6 +1,7 @@
 """Release (CPU): checkpoint -> ONNX FP32 + INT8 -> verified -> evaluated on valid -> manifest.
 
     python -m engines.release --ckpt .runs/full/ckpt.pt --pack .pack --data ../shared/data
+    python -m engines.release --essay-only .runs/essay/essay.pt --data ../shared/data
 
 The INT8 sentence model becomes the default (`sentence_model.model_file`) only if no
 headline valid metric is more than 1 point (0.01) worse than with FP32.
@@ -20,7 +21,7 @@ import numpy as np
 
 from engines.runtime import ENGINES_DIR, MANIFEST_FILE, OnnxModels
 
-__all__ = ["release"]
+__all__ = ["release", "release_essay"]
 
 SNAPSHOT_FILE = ENGINES_DIR.parent / "tests" / "fixtures" / "engines_snapshot.json"
 SNAPSHOT_TEXTS = (
@@ -180,6 +181,8 @@ def release(
     from engines.segment import SEGMENTER_NAME
 
     sm, em, ckpt = load_models(ckpt_file)
+    if em is None:
+        raise SystemExit(f"{ckpt_file} has no essay model: run `engines.train --stage essay` first")
     zh = ENGINES_DIR / "zh"
     zh.mkdir(exist_ok=True)
     shutil.copy(pack / "tokenizer.model", zh / "tokenizer.model")
@@ -299,6 +302,99 @@ def release(
     return manifest
 
 
+def release_essay(essay_ckpt: Path, data: Path) -> dict[str, Any]:
+    """Ship a new essay model on top of the shipped sentence model (whose embeddings it was
+    trained on, see bench/essay_ablation.py): export, verify against PyTorch, evaluate on the
+    essay valid sets with the FP32 and INT8 sentence files, update the manifest (essay
+    artifact, config, cut points, metrics) and re-apply the INT8 rule."""
+    import torch
+
+    from engines.evaluate import evaluate
+    from engines.export import export_essay
+    from engines.model import EssayConfig, EssayEnsemble, EssayModel
+
+    ckpt = torch.load(essay_ckpt, map_location="cpu", weights_only=False)
+    cfg = EssayConfig(**ckpt["essay_cfg"])
+    es = ckpt["essay_state"]
+    n = int(ckpt["essay_members"])
+    em: EssayModel | EssayEnsemble
+    if n == 1:
+        em = EssayModel(cfg, es["feat_mean"], es["feat_std"])
+    else:
+        mean, std = es["members.0.feat_mean"], es["members.0.feat_std"]
+        em = EssayEnsemble([EssayModel(cfg, mean, std) for _ in range(n)])
+    em.load_state_dict(es)
+    em.eval()
+    essay = ENGINES_DIR / "zh" / "essay.onnx"
+    export_essay(em, essay)
+    max_diff = verify_essay(em, essay)
+    res = ckpt["results"]
+    manifest = json.loads(MANIFEST_FILE.read_text())
+    manifest["artifacts"]["essay"] = artifact(essay)
+    manifest["essay_model"]["config"] = ckpt["essay_cfg"]
+    manifest["essay_model"]["onnx_vs_pytorch_max_abs_diff"] = max_diff
+    manifest["essay_model"]["decode"] = {
+        **res["essay"]["decode"],
+        "rule": manifest["essay_model"]["decode"]["rule"],
+    }
+    hp = manifest["training"]["hyperparameters"]
+    hp.update(res["essay_hparams"])
+    manifest["metrics"]["torch_training_run"]["essay"] = res["essay"]
+    valid = manifest["metrics"]["valid"]
+    art = manifest["artifacts"]
+    for variant in ("fp32", "int8"):
+        models = OnnxModels(
+            manifest, threads=2, sentence_file=ENGINES_DIR / art[f"sentence_{variant}"]["file"]
+        )
+        for task, name in VALID_SETS:
+            if task in ("zh-essay", "zh-coherence"):
+                f = data / "zh" / name / "valid.jsonl"
+                valid[variant][name] = evaluate(task, f, models)
+                print(variant, name, json.dumps(valid[variant][name]), flush=True)
+    worst = max(
+        valid["fp32"][n_][k] - valid["int8"][n_][k] for t, n_ in VALID_SETS for k in HEADLINE[t]
+    )
+    sm = manifest["sentence_model"]
+    sm["int8_qualified"] = worst <= 0.01
+    sm["int8_max_metric_drop"] = worst
+    sm["model_file"] = "sentence_int8" if worst <= 0.01 else "sentence_fp32"
+    manifest["created_utc"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    MANIFEST_FILE.write_text(json.dumps(manifest, indent=1, ensure_ascii=False))
+    return manifest
+
+
+def verify_essay(em: Any, path: Path, atol: float = 1e-4) -> dict[str, float]:
+    """Essay ONNX vs PyTorch on random inputs at a few shapes; raises beyond `atol`."""
+    import onnxruntime as ort
+    import torch
+
+    from engines.model import ESSAY_OUTPUTS
+
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    g = torch.Generator().manual_seed(0)
+    c = em.cfg
+    worst = dict.fromkeys(ESSAY_OUTPUTS, 0.0)
+    for B, S in ((1, 1), (1, 30), (3, 7), (2, 96)):
+        x = (
+            torch.randn(B, S, c.d_in, generator=g) * 0.3,
+            torch.rand(B, S, c.n_sent_feats, generator=g),
+            torch.ones(B, S, dtype=torch.int64),
+            torch.randn(B, c.n_essay_feats, generator=g),
+        )
+        if B > 1:
+            x[2][-1, S // 2 + 1 :] = 0
+        with torch.no_grad():
+            ref = [r.numpy() for r in em(*x)]
+        names = ("sent_emb", "sent_feats", "sent_mask", "essay_feats")
+        got = sess.run(None, {n: t.numpy() for n, t in zip(names, x, strict=True)})
+        for n, r, o in zip(ESSAY_OUTPUTS, ref, got, strict=True):
+            worst[n] = max(worst[n], float(np.abs(r.astype(np.float64) - o).max()))
+    bad = {k: v for k, v in worst.items() if v > atol}
+    if bad:
+        raise AssertionError(f"essay ONNX differs from PyTorch beyond {atol}: {bad}")
+    return worst
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--ckpt", type=Path, default=Path(".runs/full/ckpt.pt"))
@@ -316,10 +412,21 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--reference", default="onnx:fp32", help="onnx:fp32 (default) or a JSON")
     ap.add_argument("--limit", type=int, default=None, help="first N records per valid set")
     ap.add_argument("--save", type=Path, default=None, help="write the candidate's predictions")
+    ap.add_argument(
+        "--essay-only",
+        type=Path,
+        default=None,
+        metavar="ESSAY_CKPT",
+        help="ship only a new essay model (bench/essay_ablation.py --save) on the shipped "
+        "sentence model",
+    )
     args = ap.parse_args(argv)
     if args.compare:
         raise SystemExit(compare_main(args))
-    release(args.ckpt, args.pack, args.data, args.extra_metrics)
+    if args.essay_only is not None:
+        release_essay(args.essay_only, args.data)
+    else:
+        release(args.ckpt, args.pack, args.data, args.extra_metrics)
 
 
 def compare_main(args: argparse.Namespace) -> int:

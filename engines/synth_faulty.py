@@ -30,7 +30,16 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["TYPES", "Corruption", "corrupt", "generate", "pack_pairs", "tag", "unpack_pair"]
+__all__ = [
+    "TYPES",
+    "Corruption",
+    "corrupt",
+    "generate",
+    "pack_pairs",
+    "tag",
+    "unpack_batch",
+    "unpack_pair",
+]
 
 TYPES = ("IWO", "IWC", "CM", "CR", "SC", "ILL")
 Word = tuple[str, str]  # (word, jieba POS flag)
@@ -156,7 +165,8 @@ def drop_object(ws: Sequence[Word], rng: random.Random) -> Corruption | None:
         for i in range(1, len(ws) - 1)
         if ws[i][1] in ("n", "vn", "nz")
         and ws[i - 1][1] in ("uj",)
-        and ws[i + 1][0] and ws[i + 1][0][0] in "，。；！？"
+        and ws[i + 1][0]
+        and ws[i + 1][0][0] in "，。；！？"
     ]
     if not cands:
         return None
@@ -189,8 +199,8 @@ def add_redundant(ws: Sequence[Word], rng: random.Random) -> Corruption | None:
             j += 1
         if j == i + 1 or j >= len(ws):
             return None
-        return _result(w[:j] + [extra] + w[j:], j, j + 1, "CR", "approx_twice")
-    return _result(w[: i + 1] + [extra] + w[i + 1 :], i, i + 2, "CR", "synonym_twice")
+        return _result([*w[:j], extra, *w[j:]], j, j + 1, "CR", "approx_twice")
+    return _result([*w[: i + 1], extra, *w[i + 1 :]], i, i + 2, "CR", "synonym_twice")
 
 
 def double_adverb(ws: Sequence[Word], rng: random.Random) -> Corruption | None:
@@ -199,11 +209,21 @@ def double_adverb(ws: Sequence[Word], rng: random.Random) -> Corruption | None:
         return None
     i = rng.choice(ds)
     w = [x for x, _ in ws]
-    syn = {"非常": "十分", "十分": "非常", "已经": "早已", "仍然": "依然", "依然": "仍然",
-           "正在": "正", "逐渐": "逐步", "逐步": "渐渐", "始终": "一直", "一直": "始终"}
+    syn = {
+        "非常": "十分",
+        "十分": "非常",
+        "已经": "早已",
+        "仍然": "依然",
+        "依然": "仍然",
+        "正在": "正",
+        "逐渐": "逐步",
+        "逐步": "渐渐",
+        "始终": "一直",
+        "一直": "始终",
+    }
     if w[i] not in syn:
         return None
-    return _result(w[:i] + [syn[w[i]]] + w[i:], i, i + 2, "CR", "adverb_twice")
+    return _result([*w[:i], syn[w[i]], *w[i:]], i, i + 2, "CR", "adverb_twice")
 
 
 # ----------------------------------------------------------------------------- IWC 搭配不当
@@ -245,7 +265,7 @@ def add_negation(ws: Sequence[Word], rng: random.Random) -> Corruption | None:
         j += 1
     if j >= len(ws) - 1 or j - i > 6:
         j = i + 1
-    return _result(w[:j] + [rng.choice(NEGATIONS)] + w[j:], j, j + 1, "ILL", "double_negation")
+    return _result([*w[:j], rng.choice(NEGATIONS), *w[j:]], j, j + 1, "ILL", "double_negation")
 
 
 def add_absolute(ws: Sequence[Word], rng: random.Random) -> Corruption | None:
@@ -254,7 +274,7 @@ def add_absolute(ws: Sequence[Word], rng: random.Random) -> Corruption | None:
         return None
     i = rng.choice(cands)
     w = [x for x, _ in ws]
-    return _result(w[:i] + [rng.choice(ABSOLUTE)] + w[i:], i, i + 2, "ILL", "absolute_approx")
+    return _result([*w[:i], rng.choice(ABSOLUTE), *w[i:]], i, i + 2, "ILL", "absolute_approx")
 
 
 def flip_trend(ws: Sequence[Word], rng: random.Random) -> Corruption | None:
@@ -274,7 +294,8 @@ def swap_coordinates(ws: Sequence[Word], rng: random.Random) -> Corruption | Non
     cands = [
         i
         for i in range(1, len(ws) - 1)
-        if ws[i][0] in ("和", "与", "及", "并") and ws[i - 1][1][:1] == ws[i + 1][1][:1] != "x"
+        if ws[i][0] in ("和", "与", "及", "并")
+        and ws[i - 1][1][:1] == ws[i + 1][1][:1] != "x"
         and ws[i - 1][0] != ws[i + 1][0]
     ]
     if not cands:
@@ -304,8 +325,11 @@ def swap_attributes(ws: Sequence[Word], rng: random.Random) -> Corruption | None
     cands = [
         i
         for i in range(len(ws) - 4)
-        if ws[i + 1][0] == "的" and ws[i + 3][0] == "的" and ws[i][0] != ws[i + 2][0]
-        and ws[i][1] != "x" and ws[i + 2][1] != "x"
+        if ws[i + 1][0] == "的"
+        and ws[i + 3][0] == "的"
+        and ws[i][0] != ws[i + 2][0]
+        and ws[i][1] != "x"
+        and ws[i + 2][1] != "x"
     ]
     if not cands:
         return None
@@ -334,7 +358,7 @@ def blend_templates(ws: Sequence[Word], rng: random.Random) -> Corruption | None
         return None
     _, tail = rng.choice(options)
     n = len(w) - 1
-    return _result(w[:n] + [tail] + w[n:], n, n + 1, "SC", "blend_templates")
+    return _result([*w[:n], tail, *w[n:]], n, n + 1, "SC", "blend_templates")
 
 
 def shi_de(ws: Sequence[Word], rng: random.Random) -> Corruption | None:
@@ -346,7 +370,7 @@ def shi_de(ws: Sequence[Word], rng: random.Random) -> Corruption | None:
     i = vs[0]
     w = [x for x, _ in ws]
     n = len(w) - 1
-    return _result(w[:i] + ["是"] + w[i:n] + ["的"] + w[n:], i, i + 1, "SC", "shi_de", (n + 1, n + 2))
+    return _result([*w[:i], "是", *w[i:n], "的", *w[n:]], i, i + 1, "SC", "shi_de", (n + 1, n + 2))
 
 
 RULES: dict[str, tuple[Callable[[Sequence[Word], random.Random], Corruption | None], ...]] = {
@@ -412,7 +436,7 @@ def pack_pairs(
 
     def candidates() -> Iterator[tuple[int, str]]:
         for i in order:
-            off, n_tok, text = sentences[i]
+            _off, n_tok, text = sentences[i]
             if 12 <= len(text) <= 80 and 8 <= n_tok <= 100:
                 yield i, text
 
@@ -429,9 +453,7 @@ def pack_pairs(
             while p < min(len(faulty), len(correct)) and faulty[p] == correct[p]:
                 p += 1
             s = 0
-            while (
-                s < min(len(faulty), len(correct)) - p and faulty[-1 - s] == correct[-1 - s]
-            ):
+            while s < min(len(faulty), len(correct)) - p and faulty[-1 - s] == correct[-1 - s]:
                 s += 1
             mid = faulty[p : len(faulty) - s]
             if len(mid) > max_repl or len(faulty) > 128:
@@ -445,12 +467,12 @@ def pack_pairs(
             repl.extend(mid)
             repl_off.append(len(repl))
     return {
-        "src": np.array(src, np.int64),
+        "src": np.array(src, np.uint32),
         "n": np.array(n, np.uint8),
         "a": np.array(a_, np.uint8),
         "b": np.array(b_, np.uint8),
         "type": np.array(typ, np.uint8),
-        "repl_off": np.array(repl_off, np.int64),
+        "repl_off": np.array(repl_off, np.uint32),
         "repl": np.array(repl, np.uint16),
     }
 
@@ -466,3 +488,30 @@ def unpack_pair(p: dict[str, np.ndarray], flat: np.ndarray, i: int) -> tuple[lis
     for t in range(lo, hi):
         marks[t] = 1
     return correct, faulty, marks
+
+
+def unpack_batch(
+    p: dict[str, np.ndarray], flat: np.ndarray, idx: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`unpack_pair` for many pairs at once (vectorised; the training loop calls it every
+    step): faulty ids, correct ids (both (n, T), 0-padded) and faulty edit marks (n, T; -1 on
+    padding)."""
+    off, n = p["src"][idx].astype(np.int64), p["n"][idx].astype(np.int64)
+    a, b = p["a"][idx].astype(np.int64), p["b"][idx].astype(np.int64)
+    r0 = p["repl_off"][idx].astype(np.int64)
+    r = p["repl_off"][idx + 1].astype(np.int64) - r0
+    nf = n - (b - a) + r  # faulty length
+    T = int(max(n.max(), nf.max()))
+    t = np.arange(T)[None]  # (1, T)
+    correct = np.where(t < n[:, None], flat[np.minimum(off[:, None] + t, len(flat) - 1)], 0)
+    src_t = np.where(t < a[:, None], t, t - r[:, None] + (b - a)[:, None])  # (n, T)
+    from_corpus = flat[np.clip(off[:, None] + src_t, 0, len(flat) - 1)]
+    in_repl = (t >= a[:, None]) & (t < (a + r)[:, None])
+    from_repl = p["repl"][np.clip(r0[:, None] + t - a[:, None], 0, max(len(p["repl"]) - 1, 0))]
+    faulty = np.where(in_repl, from_repl, from_corpus)
+    faulty = np.where(t < nf[:, None], faulty, 0)
+    lo = np.where(r > 0, a, np.maximum(a - 1, 0))
+    hi = np.where(r > 0, a + r, np.minimum(a + 1, nf))
+    marks = ((t >= lo[:, None]) & (t < hi[:, None])).astype(np.int64)
+    marks = np.where(t < nf[:, None], marks, -1)
+    return faulty.astype(np.int64), correct.astype(np.int64), marks

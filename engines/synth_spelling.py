@@ -53,7 +53,8 @@ def corruption_weights(
     """(V, K) float32, rows summing to 1 over slots 1.. (0 where a row has no candidate)."""
     ids = {p: i for i, p in enumerate(pieces)}
     counts = np.zeros(table.shape, np.float64)
-    slot = {(int(v), int(c)): k for v, k in zip(*np.nonzero(table)) if k > 0 for c in [table[v, k]]}
+    rows, cols = np.nonzero(table)
+    slot = {(int(v), int(table[v, k])): int(k) for v, k in zip(rows, cols, strict=True) if k > 0}
     for (wrong, right), n in pairs.items():
         key = (ids.get(right, -1), ids.get(wrong, -1))
         if key in slot:

@@ -71,6 +71,8 @@ DEFAULTS: dict[str, Any] = dict(
     essay_d_model=128,
     essay_layers=0,
     essay_folds=5,
+    essay_discourse=True,  # discourse-function head + grid features (engines.discourse)
+    essay_disc_weight=0.5,
     max_sentences=96,
     warmup=300,
     weight_decay=0.01,
@@ -82,6 +84,7 @@ DEFAULTS: dict[str, Any] = dict(
     pretrain_deadline_s=320.0,
     finetune_deadline_s=460.0,
     save_half=False,  # store the checkpoint's float weights as float16 (half the bytes)
+    smoke=False,  # CPU smoke test: evaluate on the first 64 dev / valid sentences only
 )
 
 
@@ -144,7 +147,7 @@ def fit(args: argparse.Namespace) -> dict[str, Any]:
     from engines.metrics import auc, binary_scores, macro_f1_multilabel, sighan_scores
     from engines.model import EncoderConfig, Generator, SentenceModel
     from engines.runtime import spelling_scores
-    from engines.synth_faulty import unpack_pair
+    from engines.synth_faulty import unpack_batch
     from engines.synth_spelling import corrupt_batch
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -157,6 +160,9 @@ def fit(args: argparse.Namespace) -> dict[str, Any]:
         device_type="cuda" if use_bf16 else "cpu", dtype=torch.bfloat16, enabled=use_bf16
     )
     pack = Pack(args.pack)
+    if args.smoke:
+        for k in [k for k in pack.a if k.startswith(("faulty_", "csc_"))]:
+            pack.a[k] = pack.a[k][:: max(1, len(pack.a[k]) // 64)]
     t_start = time.time()
     log_lines: list[str] = []
 
@@ -262,7 +268,7 @@ def fit(args: argparse.Namespace) -> dict[str, Any]:
 
     # ------------------------------------------------------------------------- pre-training
     corpus = torch.from_numpy(pack.corpus.astype(np.int64)).to(device)  # (N_tokens,)
-    win_off = torch.from_numpy(pack.a["pretrain_off"]).to(device)  # (N_windows + 1,)
+    win_off = torch.from_numpy(pack.a["pretrain_off"].astype(np.int64)).to(device)  # (W + 1,)
 
     def corpus_windows(n: int) -> torch.Tensor:
         """n random pre-training windows, (n, T) padded with 0 to the longest."""
@@ -279,7 +285,6 @@ def fit(args: argparse.Namespace) -> dict[str, Any]:
         opt = optimizer(torch.nn.ModuleList([model, gen]), args.pretrain_lr)
         model.train()
         t0, step, tokens = time.time(), 0, 0
-        V = model.cfg.vocab_size
         while True:
             progress = progress_of(step, args.pretrain_steps, t0, args.pretrain_deadline_s)
             if progress >= 1.0:
@@ -322,9 +327,7 @@ def fit(args: argparse.Namespace) -> dict[str, Any]:
                 loss = gen_loss + args.rtd_weight * rtd + mlm + cand
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(
-                [*model.parameters(), *gen.parameters()], args.grad_clip
-            )
+            torch.nn.utils.clip_grad_norm_([*model.parameters(), *gen.parameters()], args.grad_clip)
             opt.step()
             if step % args.log_every == 0:
                 log(
@@ -343,25 +346,26 @@ def fit(args: argparse.Namespace) -> dict[str, Any]:
     n_syn = len(syn["src"])
 
     def synth_faulty(n: int) -> tuple[np.ndarray, ...]:
-        """n synthetic pairs -> ids (2n, T), label, one-hot types (2n, 7), edit marks."""
-        rows, labels, types, marks = [], [], [], []
-        for i in rng.integers(0, n_syn, n):
-            correct, faulty, mk = unpack_pair(syn, pack.corpus, int(i))
-            t = np.zeros(len(pack.meta["types"]), np.int64)
-            t[int(syn["type"][i])] = 1
-            rows += [faulty, correct]
-            labels += [1, 0]
-            types += [t, np.zeros_like(t)]
-            marks += [mk, [0] * len(correct)]
-        T = max(len(r) for r in rows)
-        ids = np.zeros((len(rows), T), np.int64)
-        ged = np.full((len(rows), T), -1, np.int64)
-        for r, (row, mk) in enumerate(zip(rows, marks, strict=True)):
-            ids[r, : len(row)], ged[r, : len(row)] = row, mk
-        return ids, np.array(labels), np.stack(types), ged
+        """n synthetic pairs -> ids (2n, T) (faulty rows, then their correct rows), label,
+        one-hot types (2n, 7), edit marks (2n, T)."""
+        idx = rng.integers(0, n_syn, n)
+        faulty, correct, marks = unpack_batch(syn, pack.corpus, idx)
+        T = max(faulty.shape[1], correct.shape[1])
+        ids = np.zeros((2 * n, T), np.int64)
+        ids[:n, : faulty.shape[1]], ids[n:, : correct.shape[1]] = faulty, correct
+        ged = np.full((2 * n, T), -1, np.int64)
+        ged[:n, : marks.shape[1]] = marks
+        ged[n:] = np.where(ids[n:] != 0, 0, -1)
+        types = np.zeros((2 * n, len(pack.meta["types"])), np.int64)
+        types[np.arange(n), syn["type"][idx]] = 1
+        labels = np.r_[np.ones(n, np.int64), np.zeros(n, np.int64)]
+        return ids, labels, types, ged
 
     def faulty_loss(
-        model: SentenceModel, fid: torch.Tensor, flab: torch.Tensor, ftyp: torch.Tensor,
+        model: SentenceModel,
+        fid: torch.Tensor,
+        flab: torch.Tensor,
+        ftyp: torch.Tensor,
         fged: torch.Tensor,
     ) -> tuple[torch.Tensor, ...]:
         fo = model.heads(
@@ -554,6 +558,33 @@ def fit(args: argparse.Namespace) -> dict[str, Any]:
     results["sentence"] = evaluate_sentence_model(model)
     log(f"pretrained: {json.dumps(results['sentence']['valid_torch'])}")
 
+    # ------------------------------------------------------------------------- checkpoint
+    def save(essay: tuple[Any, Any] | None) -> None:
+        """OUT/ckpt.pt; saved once before the essay model too, so a run cut short keeps
+        its sentence model (`--stage essay` can add the essay model on CPU)."""
+        args.out.mkdir(parents=True, exist_ok=True)
+        results["train_seconds"] = time.time() - t_start
+        ckpt: dict[str, Any] = {
+            "sentence_cfg": model.cfg.to_dict(),
+            "sentence_state": {
+                k: (v.half() if args.save_half else v.float()).cpu()
+                if v.is_floating_point()
+                else v.cpu()
+                for k, v in model.state_dict().items()
+            },
+            "results": results,
+        }
+        if essay is not None:
+            ecfg, em = essay
+            ckpt["essay_cfg"] = ecfg.to_dict()
+            ckpt["essay_members"] = getattr(em, "n_members", 1)
+            ckpt["essay_state"] = {k: v.cpu() for k, v in em.state_dict().items()}
+        torch.save(ckpt, args.out / "ckpt.pt")
+        (args.out / "train_results.json").write_text(json.dumps(results, indent=1))
+        (args.out / "train.log").write_text("\n".join(log_lines) + "\n")
+
+    save(None)
+
     # ------------------------------------------------------------------------- essay model
     ecfg, em, results["essay"] = train_essay(
         args,
@@ -562,28 +593,7 @@ def fit(args: argparse.Namespace) -> dict[str, Any]:
         device,
         log,
     )
-
-    # ------------------------------------------------------------------------- checkpoint
-    args.out.mkdir(parents=True, exist_ok=True)
-    results["train_seconds"] = time.time() - t_start
-    torch.save(
-        {
-            "sentence_cfg": model.cfg.to_dict(),
-            "sentence_state": {
-                k: (v.half() if args.save_half else v.float()).cpu()
-                if v.is_floating_point()
-                else v.cpu()
-                for k, v in model.state_dict().items()
-            },
-            "essay_cfg": ecfg.to_dict(),
-            "essay_members": getattr(em, "n_members", 1),
-            "essay_state": {k: v.cpu() for k, v in em.state_dict().items()},
-            "results": results,
-        },
-        args.out / "ckpt.pt",
-    )
-    (args.out / "train_results.json").write_text(json.dumps(results, indent=1))
-    (args.out / "train.log").write_text("\n".join(log_lines) + "\n")
+    save((ecfg, em))
     log(f"done in {time.time() - t_start:.0f}s -> {args.out}")
     return results
 
@@ -601,6 +611,7 @@ def train_essay(
     import torch
     import torch.nn.functional as F
 
+    from engines.discourse import PARA_LABELS, SENT_LABELS
     from engines.metrics import pearson, qwk
     from engines.model import EssayConfig, EssayEnsemble, EssayModel
     from engines.ordinal import apply_cuts, expected_grade, fit_cuts
@@ -619,6 +630,12 @@ def train_essay(
             "traits": d["traits"],
             "coh": d["coh_grade"],
             "score": d["coh_score"],
+            "disc": [
+                np.stack([d[f"disc_{u}"][off[i] : off[i + 1]] for u in ("sent", "para")], -1)
+                if "disc_sent" in d
+                else np.full((off[i + 1] - off[i], 2), -1, np.int64)
+                for i in range(len(off) - 1)
+            ],
         }
 
     def cat(*ds: dict[str, Any]) -> dict[str, Any]:
@@ -647,6 +664,15 @@ def train_essay(
         f = lambda x: torch.from_numpy(x).to(device)  # noqa: E731
         return f(emb), f(sf), f(mask), f(d["ef"][idx].astype(np.float32))
 
+    def disc_labels(d: dict[str, Any], idx: np.ndarray) -> torch.Tensor:
+        """(B, S, 2) sentence / paragraph discourse labels, -1 where none (and padding)."""
+        S = min(max(len(d["emb"][i]) for i in idx), args.max_sentences)
+        out = np.full((len(idx), S, 2), -1, np.int64)
+        for r, i in enumerate(idx):
+            n = min(len(d["disc"][i]), S)
+            out[r, :n] = d["disc"][i][:n]
+        return torch.from_numpy(out).to(device)
+
     @torch.no_grad()
     def essay_predict(em: EssayModel, d: dict[str, Any]) -> tuple[np.ndarray, ...]:
         em.eval()
@@ -669,10 +695,14 @@ def train_essay(
         d_model=args.essay_d_model,
         n_layer=args.essay_layers,
         n_traits=len(pack.meta["traits"]),
+        n_disc_sent=len(SENT_LABELS) if args.essay_discourse else 0,
+        n_disc_para=len(PARA_LABELS) if args.essay_discourse else 0,
     )
 
-    def essay_loss(em: EssayModel, d: dict[str, Any], idx: np.ndarray) -> torch.Tensor:
-        tl, cl, sl = em.logits(*batchify(d, idx))
+    def essay_loss(
+        em: EssayModel, d: dict[str, Any], idx: np.ndarray, with_disc: bool = True
+    ) -> torch.Tensor:
+        tl, cl, sl, dl = em.all_logits(*batchify(d, idx))
         tr = torch.from_numpy(d["traits"][idx].astype(np.int64)).to(device)
         coh = torch.from_numpy(d["coh"][idx].astype(np.int64)).to(device)
         sc = torch.from_numpy(d["score"][idx]).to(device)
@@ -682,14 +712,43 @@ def train_essay(
         if (coh >= 0).any():
             loss = loss + F.cross_entropy(cl, coh, ignore_index=-1)
             loss = loss + 4 * F.mse_loss(torch.sigmoid(sl)[coh >= 0], sc[coh >= 0] / 5.0)
+        if with_disc and dl is not None:
+            lab = disc_labels(d, idx)
+            ns = ecfg.n_disc_sent
+            for part, y in ((dl[..., :ns], lab[..., 0]), (dl[..., ns:], lab[..., 1])):
+                if (y >= 0).any():
+                    loss = loss + args.essay_disc_weight * F.cross_entropy(
+                        part.reshape(-1, part.shape[-1]), y.reshape(-1), ignore_index=-1
+                    )
         return loss
+
+    @torch.no_grad()
+    def disc_accuracy(em: Any, d: dict[str, Any]) -> dict[str, float]:
+        """Sentence / paragraph function accuracy of the discourse head (mean of members)."""
+        members = list(getattr(em, "members", [em]))
+        if members[0].disc_head is None:
+            return {}
+        hits, n = np.zeros(2), 0.0
+        for s in range(0, len(d["ef"]), 64):
+            idx = np.arange(s, min(s + 64, len(d["ef"])))
+            feeds = batchify(d, idx)
+            dl = torch.stack([m.eval().all_logits(*feeds)[3] for m in members]).mean(0)
+            lab = disc_labels(d, idx)
+            ns = ecfg.n_disc_sent
+            ok = lab[..., 0] >= 0
+            hits[0] += (dl[..., :ns].argmax(-1) == lab[..., 0])[ok].sum().item()
+            hits[1] += (dl[..., ns:].argmax(-1) == lab[..., 1])[ok].sum().item()
+            n += ok.sum().item()
+        for m in members:
+            m.train()
+        return {"disc_sent_acc": hits[0] / max(n, 1), "disc_para_acc": hits[1] / max(n, 1)}
 
     @torch.no_grad()
     def dev_loss(em: EssayModel, d: dict[str, Any]) -> float:
         em.eval()
         n = len(d["ef"])
         total = sum(
-            essay_loss(em, d, np.arange(s, min(s + 64, n))).item() * min(64, n - s)
+            essay_loss(em, d, np.arange(s, min(s + 64, n)), False).item() * min(64, n - s)
             for s in range(0, n, 64)
         )
         em.train()
@@ -766,7 +825,7 @@ def train_essay(
         "decode": cuts,
         "out_of_fold": grade_metrics(oof_traits, oof_coh, e_train),
         "valid_torch": {
-            "oe": essay_metrics(em, e_valid_oe),
+            "oe": essay_metrics(em, e_valid_oe) | disc_accuracy(em, e_valid_oe),
             "cedcc": essay_metrics(em, e_valid_ce),
         },
     }

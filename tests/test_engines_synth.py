@@ -17,7 +17,9 @@ def words(*pairs: str) -> list[tuple[str, str]]:
     return [tuple(p.rsplit("/", 1)) for p in pairs]  # type: ignore[misc]
 
 
-SENT = words("这次/r", "活动/vn", "使/v", "我们/r", "明白/v", "了/ul", "团结/a", "的/uj", "重要性/n", "。/x")
+SENT = words(
+    "这次/r", "活动/vn", "使/v", "我们/r", "明白/v", "了/ul", "团结/a", "的/uj", "重要性/n", "。/x"
+)
 
 
 def test_hide_subject_puts_a_preposition_before_the_subject() -> None:
@@ -62,7 +64,19 @@ def test_swap_coordinates_and_redundancy() -> None:
 def test_corrupt_returns_a_changed_sentence_of_a_known_type() -> None:
     rng = random.Random(0)
     seen: Counter[str] = Counter()
-    ws = words("同学们/n", "已经/d", "认识/v", "和/c", "理解/v", "了/ul", "提高/v", "能力/n", "的/uj", "意义/n", "。/x")
+    ws = words(
+        "同学们/n",
+        "已经/d",
+        "认识/v",
+        "和/c",
+        "理解/v",
+        "了/ul",
+        "提高/v",
+        "能力/n",
+        "的/uj",
+        "意义/n",
+        "。/x",
+    )
     original = "同学们已经认识和理解了提高能力的意义。"
     for _ in range(60):
         c = sf.corrupt(ws, rng)
@@ -94,6 +108,13 @@ def test_pack_pairs_round_trip() -> None:
         correct, faulty, marks = sf.unpack_pair(pairs, arr, i)
         assert tok.decode(correct) in texts
         assert faulty != correct and len(marks) == len(faulty) and sum(marks) >= 1
+    idx = np.arange(len(pairs["src"]))
+    bf, bc, bm = sf.unpack_batch(pairs, arr, idx)
+    for i in idx:  # the vectorised unpacking the training loop uses agrees with the plain one
+        correct, faulty, marks = sf.unpack_pair(pairs, arr, int(i))
+        assert bf[i, : len(faulty)].tolist() == faulty and not bf[i, len(faulty) :].any()
+        assert bc[i, : len(correct)].tolist() == correct and not bc[i, len(correct) :].any()
+        assert bm[i, : len(marks)].tolist() == marks and (bm[i, len(marks) :] == -1).all()
 
 
 def test_corruption_weights_follow_mined_pairs_and_phonetic_share() -> None:

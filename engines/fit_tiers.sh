@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Fit both tiers at once, one GPU each (the 2-GPU device kind): the GPU tier (12 x 256) on
+# GPU 0 and the CPU tier (4 x 256) on GPU 1 (or both on one GPU), from the same pack and recipe.
+#   bash engines/fit_tiers.sh PACK OUT [extra engines.train flags...]
+# Writes OUT/{gpu12,cpu4}.log, OUT/{gpu12,cpu4}_results.json and the float16 checkpoints cut
+# into <= 15 MB parts (OUT/{gpu12,cpu4}_ckpt.part-aa ...; `cat` them back together).
+# Each fit is killed after FIT_TIMEOUT seconds (default 560) so that the copies still happen;
+# engines.train saves its sentence model before the essay stage.
+set -uo pipefail
+pack=$1; out=$2; shift 2
+export PYTHONUNBUFFERED=1 NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
+n_gpu=$(python3 -c 'import torch; print(torch.cuda.device_count())')
+run() {  # name gpu n_layer
+  CUDA_VISIBLE_DEVICES=$2 timeout "${FIT_TIMEOUT:-560}" python3 -m engines.train --stage fit --pack "$pack" \
+    --out "/tmp/fit-$1" --n_layer "$3" --save_half true "${@:4}" > "$out/$1.log" 2>&1
+  cp "/tmp/fit-$1/train_results.json" "$out/$1_results.json"
+  split -b 15M "/tmp/fit-$1/ckpt.pt" "$out/$1_ckpt.part-"
+}
+# one GPU: both share it (the small models leave it mostly idle between kernel launches)
+run gpu12 0 12 "$@" & run cpu4 $((n_gpu > 1 ? 1 : 0)) 4 "$@" & wait
+tail -n 4 "$out"/*.log
