@@ -159,3 +159,49 @@ def test_corrupt_batch_puts_one_or_two_errors_from_the_table() -> None:
 
 def test_split_sentences_keeps_closing_quotes() -> None:
     assert split_sentences("他说：“好。”我们走吧！还有") == ["他说：“好。”", "我们走吧！", "还有"]
+
+
+def test_discourse_labels_follow_the_annotated_sentence_that_overlaps_most() -> None:
+    from engines.discourse import PARA_LABELS, SENT_LABELS, segment_labels
+
+    record = {
+        "text": "我认为读书很重要。比如鲁迅。\n总之要读书。",
+        "paragraphs": [
+            {
+                "function": "thesis",
+                "sentences": [
+                    {"text": "我认为读书很重要。", "function": "thesisSen"},
+                    {"text": "比如鲁迅。", "function": "exampleSen"},
+                ],
+            },
+            {"function": "conclusion", "sentences": [{"text": "总之要读书。", "function": None}]},
+        ],
+    }
+    # segments as a segmenter might cut them: one split differently, one unlabelled
+    spans = [(0, 9), (9, 14), (15, 21)]
+    sent, para = segment_labels(record, spans)
+    assert sent == [SENT_LABELS.index("thesisSen"), SENT_LABELS.index("exampleSen"), -1]
+    assert para == [PARA_LABELS.index("thesis")] * 2 + [PARA_LABELS.index("conclusion")]
+    assert segment_labels({"text": "好。", "paragraphs": ["好。"]}, [(0, 2)]) == ([-1], [-1])
+
+
+def test_essay_model_with_discourse_heads_exports_to_onnx(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("onnx")
+    from engines.export import export_essay
+    from engines.model import EssayConfig, EssayEnsemble, EssayModel
+    from engines.release import verify_essay
+
+    torch.manual_seed(0)
+    cfg = EssayConfig(d_in=32, n_layer=0, d_model=16, n_disc_sent=9, n_disc_para=9)
+    em = EssayEnsemble([EssayModel(cfg, torch.zeros(16), torch.ones(16)) for _ in range(2)])
+    em.eval()
+    _, _, _, dl = em.members[0].all_logits(
+        torch.randn(2, 5, 32),
+        torch.rand(2, 5, 6),
+        torch.ones(2, 5, dtype=torch.long),
+        torch.randn(2, 16),
+    )
+    assert dl is not None and dl.shape == (2, 5, 18)
+    export_essay(em, tmp_path / "essay.onnx")
+    assert max(verify_essay(em, tmp_path / "essay.onnx").values()) < 1e-4
