@@ -343,8 +343,8 @@ def release_essay(essay_ckpt: Path, data: Path) -> dict[str, Any]:
     valid = manifest["metrics"]["valid"]
     art = manifest["artifacts"]
     for variant in ("fp32", "int8"):
-        models = OnnxModels(
-            manifest, threads=2, sentence_file=ENGINES_DIR / art[f"sentence_{variant}"]["file"]
+        models = OnnxModels(  # one thread: a shared CPU makes thread pools spin
+            manifest, threads=1, sentence_file=ENGINES_DIR / art[f"sentence_{variant}"]["file"]
         )
         for task, name in VALID_SETS:
             if task in ("zh-essay", "zh-coherence"):
