@@ -273,6 +273,15 @@ class EssayModel(nn.Module):
         self.disc_head = nn.Linear(C, n_disc) if n_disc else None
         d_all = 2 * C + cfg.n_essay_feats + 3 * n_disc
         self.trunk = nn.Sequential(nn.Linear(d_all, C), nn.GELU(), nn.Dropout(cfg.dropout))
+        # with discourse features, coherence keeps a trunk without them: the tagger learns
+        # argumentative (OE) functions, and CEDCC's narrative essays carry no such labels
+        self.coh_trunk = (
+            nn.Sequential(
+                nn.Linear(2 * C + cfg.n_essay_feats, C), nn.GELU(), nn.Dropout(cfg.dropout)
+            )
+            if n_disc
+            else None
+        )
         self.trait_head = nn.Linear(C, cfg.n_traits * 3)
         self.coh_head = nn.Linear(C, 3)
         self.coh_reg = nn.Linear(C, 1)
@@ -319,9 +328,10 @@ class EssayModel(nn.Module):
                 (probs * rel).sum(1) / probs.sum(1).clamp(min=1e-3),  # where it comes
             ]
         z = self.trunk(torch.cat(parts, dim=-1))  # (B, C)
+        zc = z if self.coh_trunk is None else self.coh_trunk(torch.cat(parts[:3], dim=-1))
         B = z.shape[0]
         trait_logits = self.trait_head(z).view(B, self.cfg.n_traits, 3)
-        return trait_logits, self.coh_head(z), self.coh_reg(z).squeeze(-1), dl
+        return trait_logits, self.coh_head(zc), self.coh_reg(zc).squeeze(-1), dl
 
     def forward(
         self,

@@ -71,7 +71,8 @@ DEFAULTS: dict[str, Any] = dict(
     essay_d_model=128,
     essay_layers=0,
     essay_folds=5,
-    essay_discourse=True,  # discourse-function head + grid features (engines.discourse)
+    essay_discourse=False,  # discourse-function heads + grid features (engines.discourse);
+    # off: on the shipped embeddings they tie the shipped essay model (engines/TRAINING.md)
     essay_disc_weight=0.5,
     max_sentences=96,
     warmup=300,
