@@ -244,6 +244,7 @@ class EssayConfig:
     n_traits: int = 5
     n_disc_sent: int = 0  # discourse-function classes per sentence (0: no discourse head)
     n_disc_para: int = 0  # … and of the sentence's paragraph
+    coh_own_trunk: bool = False  # coherence from a trunk without the discourse features
 
     def to_dict(self) -> dict[str, int | float]:
         return asdict(self)
@@ -279,7 +280,7 @@ class EssayModel(nn.Module):
             nn.Sequential(
                 nn.Linear(2 * C + cfg.n_essay_feats, C), nn.GELU(), nn.Dropout(cfg.dropout)
             )
-            if n_disc
+            if n_disc and cfg.coh_own_trunk
             else None
         )
         self.trait_head = nn.Linear(C, cfg.n_traits * 3)

@@ -698,6 +698,7 @@ def train_essay(
         n_traits=len(pack.meta["traits"]),
         n_disc_sent=len(SENT_LABELS) if args.essay_discourse else 0,
         n_disc_para=len(PARA_LABELS) if args.essay_discourse else 0,
+        coh_own_trunk=args.essay_discourse,
     )
 
     def essay_loss(
