@@ -1,7 +1,8 @@
 """Train the Chinese sentence model and essay model, then export, evaluate and write the manifest.
 
-    python -m engines.train                      # everything, on a CUDA GPU (~16 min on an H100)
-    python -m engines.train --stage prepare      # CPU only: tokenizer, confusion sets, pack
+    python -m engines.train                      # everything, on a CUDA GPU
+    python -m engines.train --stage prepare      # CPU only (~11 min): tokenizer, confusion
+                                                 # sets, corpus stream, synthetic 病句, pack
     python -m engines.train --stage fit --pack .pack --out .runs/full    # GPU: needs only the pack
     python -m engines.train --stage release --out .runs/full             # CPU: ONNX, INT8, manifest
     python -m engines.train --feedback DIR --install MODELS_DIR          # CPU: teacher feedback
@@ -9,8 +10,11 @@
 Reads top to bottom: defaults, overrides, data, model, pre-training loop, fine-tuning loop,
 evaluation on dev/valid, essay model, checkpoint, release. The split between `fit` and the
 other stages exists because the GPU machine has neither the raw data nor jieba.
-The defaults are the shipped run's settings. Wall-clock guards (seconds since `fit` began)
-end pre-training and fine-tuning early on a slower GPU; the step counts reached are logged.
+The defaults are the release-5 recipe (12×256 GPU tier; `--n_layer 4` for the CPU tier;
+`engines/fit_tiers.sh` runs both), which has not shipped yet: the shipped sentence model is
+release 4's (commit 99be17b's defaults). Each loop runs to its step count or its wall-clock
+budget (seconds since `fit` began), whichever comes first, and its learning-rate schedule
+follows whichever is ahead, so a run cut by its budget still anneals.
 """
 
 from __future__ import annotations
