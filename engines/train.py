@@ -132,8 +132,11 @@ class Pack:
         with np.load(folder / "pack.npz") as z:
             self.a = {k: z[k] for k in z.files}
         self.confusion = np.load(folder / "confusion.npy")
-        self.confusion_w = np.load(folder / "confusion_w.npy")
-        raw = lzma.decompress((folder / "corpus.u16.xz").read_bytes())
+        # the pre-training stream and misspelling weights (absent from packs made before
+        # release 5, which `--stage essay` can still use)
+        w, c = folder / "confusion_w.npy", folder / "corpus.u16.xz"
+        self.confusion_w = np.load(w) if w.exists() else np.zeros(self.confusion.shape, np.float32)
+        raw = lzma.decompress(c.read_bytes()) if c.exists() else b""
         self.corpus = np.frombuffer(raw, dtype=np.uint16)  # the pre-training token stream
 
     def split(self, prefix: str, dev: bool | None) -> dict[str, np.ndarray]:
