@@ -46,7 +46,9 @@ class Settings:
     max_hints_per_document: int = 300
     # Analyses and scorings running at once; when more are due, the documents of the
     # owners who used the least analysis work recently (half-life) go first.
-    analysis_concurrency: int = 8
+    # (enough for batching: ~300 typing students keep ~30 analyses in flight)
+    analysis_concurrency: int = 64
+    heavy_analysis_slots: int = 2  # of those, for huge documents or heavy owners
     max_model_sentences_per_analysis: int = 64  # more new sentences: the rest next time
     fairness_half_life_s: float = 10.0
     hints_frame_sentences: int = 200  # a larger hints/snapshot message is sent in parts

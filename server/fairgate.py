@@ -3,7 +3,7 @@
 Per-user budgets bound what one student may send, but not what fifty of them cost
 together: analysing fifty 49,000-character documents (segmentation, rules, scores)
 can hold the event loop for seconds, and then every student waits. The gate runs at
-most ``concurrency`` analysis jobs at once, and of those at most a quarter are heavy:
+most ``concurrency`` analysis jobs at once, and of those at most ``heavy_slots`` are heavy:
 a heavy owner's (priority level >= 1, see :meth:`FairGate.level`) or a job that is
 heavy by itself (cost >= ``heavy_cost``: the first analysis of a huge new document
 comes before its owner has any history). So a light user's job finds a slot soon.
@@ -46,11 +46,12 @@ class FairGate:
         concurrency: int,
         half_life_s: float = 10.0,
         heavy_cost: float = 20.0,
+        heavy_slots: int | None = None,
     ) -> None:
         self.clock = clock
         self.spawn = spawn
         self.concurrency = max(1, concurrency)
-        self.heavy_slots = max(1, self.concurrency // 4)
+        self.heavy_slots = max(1, heavy_slots or self.concurrency // 4)
         self.heavy_cost = heavy_cost
         self.decay = math.log(2) / max(half_life_s, 1e-6)
         self.running = 0

@@ -125,6 +125,7 @@ class Inkstone(Fanout):
             self.spawn,
             concurrency=settings.analysis_concurrency,
             half_life_s=settings.fairness_half_life_s,
+            heavy_slots=settings.heavy_analysis_slots,
         )
         self.limits = Limits(
             max_message_bytes=settings.max_message_bytes,
