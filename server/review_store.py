@@ -9,7 +9,6 @@ transactions on the event-loop thread (or a CLI process: WAL lets both read at o
 
 from __future__ import annotations
 
-import contextlib
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -18,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+
+from server.store.sqlite import transaction
 
 __all__ = ["CommentRow", "GradeRow", "ReviewStore", "SubmissionRow", "VerdictRow"]
 
@@ -162,15 +163,7 @@ class ReviewStore:
         self.db.executescript(SCHEMA)
 
     def _write(self, statements: list[tuple[str, tuple[Any, ...]]]) -> None:
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
-            for sql, args in statements:
-                self.db.execute(sql, args)
-            self.db.execute("COMMIT")
-        except BaseException:
-            with contextlib.suppress(sqlite3.Error):
-                self.db.execute("ROLLBACK")
-            raise
+        transaction(self.db, statements)
 
     # ------------------------------------------------------------ comments
 

@@ -35,7 +35,7 @@ import orjson
 from server.docids import doc_key
 from server.store.base import StorageError, StoredDocument, apply_logged
 
-__all__ = ["SCHEMA_VERSION", "SQLiteStore", "migrate"]
+__all__ = ["SCHEMA_VERSION", "SQLiteStore", "migrate", "transaction"]
 
 SCHEMA_VERSION = 2
 
@@ -138,6 +138,21 @@ def migrate(db: sqlite3.Connection) -> int:
     return found
 
 
+def transaction(db: sqlite3.Connection, statements: list[tuple[str, tuple[Any, ...]]]) -> None:
+    """Run ``statements`` in one ``BEGIN IMMEDIATE`` transaction (autocommit connection);
+    roll back and re-raise on any failure."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        for sql, args in statements:
+            db.execute(sql, args)
+        db.execute("COMMIT")
+    except BaseException:
+        # SQLite may already have rolled back (e.g. disk full at COMMIT)
+        with contextlib.suppress(sqlite3.Error):
+            db.execute("ROLLBACK")
+        raise
+
+
 class SQLiteStore:
     """The one-machine store: one SQLite file, every write its own short transaction."""
 
@@ -170,16 +185,7 @@ class SQLiteStore:
 
     def _write(self, statements: list[tuple[str, tuple[Any, ...]]]) -> None:
         try:
-            self.db.execute("BEGIN IMMEDIATE")
-            try:
-                for sql, args in statements:
-                    self.db.execute(sql, args)
-                self.db.execute("COMMIT")
-            except BaseException:
-                # SQLite may already have rolled back (e.g. disk full at COMMIT)
-                with contextlib.suppress(sqlite3.Error):
-                    self.db.execute("ROLLBACK")
-                raise
+            transaction(self.db, statements)
         except sqlite3.Error as exc:
             raise StorageError(str(exc)) from exc
 
