@@ -89,6 +89,8 @@ DEFAULTS: dict[str, Any] = dict(
     pretrain_deadline_s=320.0,
     finetune_deadline_s=460.0,
     save_half=False,  # store the checkpoint's float weights as float16 (half the bytes)
+    fit_essay=True,  # False: stop after the sentence model (`--stage essay` adds the essay
+    # model on CPU later; saves the device ~75 s and the pack's essay arrays need not travel)
     smoke=False,  # CPU smoke test: evaluate on the first 64 dev / valid sentences only
 )
 
@@ -592,6 +594,9 @@ def fit(args: argparse.Namespace) -> dict[str, Any]:
         (args.out / "train.log").write_text("\n".join(log_lines) + "\n")
 
     save(None)
+    if not args.fit_essay:
+        log(f"sentence model saved; essay stage skipped -> {args.out}")
+        return results
 
     # ------------------------------------------------------------------------- essay model
     ecfg, em, results["essay"] = train_essay(
