@@ -11,7 +11,7 @@ import pytest
 from lsprotocol import types
 
 from editors.lsp.diagnostics import LABELS, label, to_diagnostic
-from editors.lsp.document import OpenDocument, doc_name, sentence_ended
+from editors.lsp.document import OpenDocument, doc_name, sentence_ended, typing_span
 from editors.lsp.mask import mask, mask_kind
 from editors.lsp.sentences import SentenceStore
 from editors.lsp.settings import Settings, http_base
@@ -222,6 +222,23 @@ def test_caret_sentence_is_held_back_until_it_ends_or_goes_idle() -> None:
     shown, wait = doc.visible(1500, now=doc.last_edit + 2)
     assert [h.hint.id for h in shown] == ["h1"] and wait == 0
     assert sentence_ended("我门去公园。”", 7) and not sentence_ended("我门去公园", 5)
+
+
+def test_a_sentence_analysed_before_the_student_typed_on_is_still_held_back() -> None:
+    """Hints for "我们我们" analysed at version 1 still fit the text "我们我们去公园" at its
+    start, but that sentence is the one being typed now: they wait like the rest of it."""
+    doc = OpenDocument("file:///b.txt", "plaintext", 0, "")
+    doc.apply([((0, 0, 0, 0), "我们我们")], "utf-16", 1)
+    doc.store.receive(
+        Hints(1, (SentenceHints("s1", 0, 4, (_hint("h1", 0, 4),)),)), [doc.masked], full=True
+    )
+    doc.apply([((0, 4, 0, 4), "去公园")], "utf-16", 2)
+    shown, wait = doc.visible(3000, now=doc.last_edit + 0.1)
+    assert shown == [] and wait == pytest.approx(2.9)
+    shown, _ = doc.visible(3000, now=doc.last_edit + 3.5)
+    assert [h.hint.id for h in shown] == ["h1"]
+    assert typing_span("前一句。我们我们去", 9) == (4, 9)
+    assert typing_span("我们。\n下一段", 2) == (0, 3)
 
 
 # ---------------------------------------------------------------- masking

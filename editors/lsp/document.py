@@ -19,7 +19,7 @@ from lsprotocol import types
 
 from editors.lsp.diagnostics import label, to_diagnostic
 from editors.lsp.mask import MaskKind, mask
-from editors.lsp.sentences import LiveHint, SentenceRecord, SentenceStore
+from editors.lsp.sentences import LiveHint, SentenceStore
 from editors.lsp.text import LineIndex, LspEncoding, TextChange, apply_lsp_changes, diff_change
 
 if TYPE_CHECKING:
@@ -46,6 +46,16 @@ def sentence_ended(text: str, caret: int) -> bool:
     """True when the text just before ``caret`` ends a sentence (closing quotes aside)."""
     before = text[:caret].rstrip(_CLOSERS)
     return before.endswith(_ENDS) or before.endswith("\n")
+
+
+def typing_span(text: str, caret: int) -> tuple[int, int]:
+    """The stretch of the current text that holds the sentence being typed: from just after
+    the last sentence end before ``caret`` to the next one at or after it (or the line's
+    end). Judged on the text now, not on the sentences of an older analysis: those may
+    have ended where the student has since typed on ("我们我们" of "我们我们去公园")."""
+    start = max(text.rfind(ch, 0, caret) for ch in (*_ENDS, "\n")) + 1
+    ends = [i for i in (text.find(ch, caret) for ch in (*_ENDS, "\n")) if i >= 0]
+    return start, (min(ends) + 1 if ends else len(text))
 
 
 @dataclass
@@ -119,13 +129,15 @@ class OpenDocument:
         """Hints to show now, and how many seconds until held-back ones are due (0: none)."""
         now = time.monotonic() if now is None else now
         wait = self.last_edit + caret_delay_ms / 1000 - now
-        held: SentenceRecord | None = None
+        held: tuple[int, int] | None = None
         if self.caret is not None and wait > 0 and not sentence_ended(self.text, self.caret):
-            held = self.store.sentence_at(self.masked, self.caret)
+            held = typing_span(self.masked, self.caret)
         out = []
         for live in self.store.live(self.masked):
-            if live.hint.id in self.dismissed or live.sentence is held:
+            if live.hint.id in self.dismissed:
                 continue
+            if held is not None and live.sentence.start < held[1] and live.sentence.end > held[0]:
+                continue  # in the sentence being typed: wait until it ends or typing pauses
             whole = live.start == live.sentence.start and live.end == live.sentence.end
             if not whole and self._in_mask(live.start, live.end):
                 continue
