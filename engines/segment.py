@@ -324,6 +324,7 @@ def _period_is_boundary(text: str, sent_start: int, a: int, b: int, end: int, nx
         return text[p].islower()
     return True
 
+
 # Recorded in the manifest: the essay model is trained on exactly the sentences it is
 # served (the server imports this module).
 SEGMENTER_NAME = "engines.segment.segment"
