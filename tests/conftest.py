@@ -188,3 +188,28 @@ class ProcessServer:
 
 def run(coro: Any) -> Any:
     return asyncio.run(asyncio.wait_for(coro, 120))
+
+
+# ---------------------------------------------------------------- multi-node tests
+
+
+@pytest.fixture
+def scale_services_stopped() -> Iterator[None]:
+    """Stop every service a multi-node test started (PostgreSQL, Redis, HAProxy, gateways),
+    even when it failed: the scale modules opt in with ``usefixtures``."""
+    from tests.services import stop_everything
+
+    yield
+    stop_everything()
+
+
+@pytest.fixture
+def pg() -> Iterator[Any]:
+    """A PostgreSQL primary of its own (no standby)."""
+    from tests.services import Postgres
+
+    server = Postgres(synchronous=False)
+    try:
+        yield server
+    finally:
+        server.close()

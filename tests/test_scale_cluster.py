@@ -22,24 +22,9 @@ import pytest
 
 from server.docids import teacher_id
 from tests.scale_harness import Teacher, Typist, audit
-from tests.services import Gateway, HAProxy, Postgres, Redis, needs_services, stop_everything
+from tests.services import Gateway, HAProxy, Postgres, Redis, needs_services
 
-pytestmark = needs_services
-
-
-@pytest.fixture(autouse=True)
-def _nothing_left_running() -> Iterator[None]:
-    yield
-    stop_everything()
-
-
-@pytest.fixture
-def pg() -> Iterator[Postgres]:
-    server = Postgres(synchronous=False)
-    try:
-        yield server
-    finally:
-        server.close()
+pytestmark = [needs_services, pytest.mark.usefixtures("scale_services_stopped")]
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ lost acked edit (so the audit can see loss at all).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,24 +16,9 @@ import pytest
 from protocol import Ack, Hello
 from server.wsclient import SocketSession
 from tests.scale_harness import Typist, audit
-from tests.services import Gateway, Postgres, needs_services, stop_everything
+from tests.services import Gateway, Postgres, needs_services
 
-pytestmark = needs_services
-
-
-@pytest.fixture(autouse=True)
-def _nothing_left_running() -> Iterator[None]:
-    yield
-    stop_everything()
-
-
-@pytest.fixture
-def pg() -> Iterator[Postgres]:
-    server = Postgres(synchronous=False)
-    try:
-        yield server
-    finally:
-        server.close()
+pytestmark = [needs_services, pytest.mark.usefixtures("scale_services_stopped")]
 
 
 def _gateway(tmp: Path, pg: Postgres, hook: str = "", after: int = 0) -> Gateway:

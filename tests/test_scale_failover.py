@@ -11,21 +11,14 @@ and resend once the primary is back; no acked edit is lost.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.scale_harness import Typist, audit
-from tests.services import Gateway, Postgres, needs_services, stop_everything
+from tests.services import Gateway, Postgres, needs_services
 
-pytestmark = needs_services
-
-
-@pytest.fixture(autouse=True)
-def _nothing_left_running() -> Iterator[None]:
-    yield
-    stop_everything()
+pytestmark = [needs_services, pytest.mark.usefixtures("scale_services_stopped")]
 
 
 def _gateway(tmp: Path, dsn: str) -> Gateway:
