@@ -98,17 +98,21 @@ def _csc(v: VerdictRow, p: Pseudonyms) -> dict[str, Any] | None:
         else [],
         "substitution_only": True,
         "source_split": "feedback",
-        "provenance": _provenance(
-            p,
-            v.doc,
-            version=v.version,
-            hint=v.hint,
-            verdict=v.verdict,
-            model=v.source,
-            teacher=p("teacher", v.author),
-            created=v.created,
-        ),
+        "provenance": _verdict_provenance(v, p),
     }
+
+
+def _verdict_provenance(v: VerdictRow, p: Pseudonyms) -> dict[str, Any]:
+    return _provenance(
+        p,
+        v.doc,
+        version=v.version,
+        hint=v.hint,
+        verdict=v.verdict,
+        model=v.source,
+        teacher=p("teacher", v.author),
+        created=v.created,
+    )
 
 
 def _faulty(v: VerdictRow, p: Pseudonyms) -> dict[str, Any]:
@@ -122,16 +126,7 @@ def _faulty(v: VerdictRow, p: Pseudonyms) -> dict[str, Any]:
         "error_types": types,
         "corrections": [],
         "source_split": "feedback",
-        "provenance": _provenance(
-            p,
-            v.doc,
-            version=v.version,
-            hint=v.hint,
-            verdict=v.verdict,
-            model=v.source,
-            teacher=p("teacher", v.author),
-            created=v.created,
-        ),
+        "provenance": _verdict_provenance(v, p),
     }
 
 
